@@ -1,0 +1,128 @@
+//! Benchmark, side by side with real Kopia: open a repository holding 5,000 snapshot manifests
+//! and list them all, `kopia-notify manifest list --json` against `kopia manifest list --json`.
+//! Both processes pay the same password key derivation. Prints the median wall times, their
+//! ratio (goal ≤ 0.5), our own split (key derivation, index load, manifest load) and the storage
+//! calls of a refresh when nothing changed (goal: one listing, zero reads).
+//!
+//! Run: `cargo bench -p kopia-notify --bench manifest_list` (`BENCH_MANIFESTS`, `BENCH_ROUNDS`
+//! override the defaults).
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kopia_fixtures::{require_kopia, CreateOptions, KopiaRepo, PASSWORD};
+use kopia_repo::repository::Repository;
+use kopia_repo::storage::counting::CountingStorage;
+use kopia_repo::storage::filesystem::FilesystemStorage;
+use kopia_repo::storage::BlobStorage;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn timed(mut command: Command) -> (Duration, Vec<u8>) {
+    let started = Instant::now();
+    let out = command.output().expect("run benchmark command");
+    let elapsed = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (elapsed, out.stdout)
+}
+
+fn list_command(program: &Path, config: &Path) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env("KOPIA_PASSWORD", PASSWORD)
+        .env("KOPIA_CHECK_FOR_UPDATES", "false")
+        .env("KOPIA_USE_KEYRING", "false")
+        .arg(format!("--config-file={}", config.display()))
+        .args(["manifest", "list", "--json"]);
+    command
+}
+
+fn main() {
+    let Some(kopia) = require_kopia() else {
+        eprintln!(
+            "manifest_list bench needs kopia {}",
+            kopia_fixtures::KOPIA_VERSION
+        );
+        std::process::exit(1);
+    };
+    let manifests = env_or("BENCH_MANIFESTS", 5_000);
+    let rounds = env_or("BENCH_ROUNDS", 7);
+
+    let setup = Instant::now();
+    let repo = KopiaRepo::create(&kopia, &CreateOptions::default());
+    let tree = repo.make_tree(manifests, 1);
+    let mut dirs: Vec<_> = std::fs::read_dir(&tree)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    let mut args = vec![OsStr::new("snapshot"), OsStr::new("create")];
+    args.extend(dirs.iter().map(|d| d.as_os_str()));
+    repo.run_ok(&args);
+    let total = repo.manifest_list_json(&[]).as_array().unwrap().len();
+    println!(
+        "repository: {total} manifests ({manifests} snapshots), set up in {:.1?}",
+        setup.elapsed()
+    );
+
+    let ours_bin = Path::new(env!("CARGO_BIN_EXE_kopia-notify"));
+    let (mut kopia_times, mut our_times) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (theirs_time, theirs) = timed(list_command(kopia.path(), &repo.config_file()));
+        let (ours_time, ours) = timed(list_command(ours_bin, &repo.config_file()));
+        assert_eq!(ours, theirs, "outputs differ");
+        kopia_times.push(theirs_time);
+        our_times.push(ours_time);
+    }
+    let (kopia_median, our_median) = (median(kopia_times), median(our_times));
+    println!("kopia manifest list --json:        {kopia_median:>10.1?} (median of {rounds})");
+    println!("kopia-notify manifest list --json: {our_median:>10.1?} (median of {rounds})");
+    println!(
+        "ratio ours/kopia: {:.3} (goal <= 0.5)",
+        our_median.as_secs_f64() / kopia_median.as_secs_f64()
+    );
+
+    let counting = Arc::new(CountingStorage::new(
+        FilesystemStorage::open(&repo.repo_dir()).unwrap(),
+    ));
+    let repository =
+        Repository::open(Arc::clone(&counting) as Arc<dyn BlobStorage>, PASSWORD).unwrap();
+    let mut store = repository.manifest_store();
+    let loaded = store.refresh().unwrap();
+    let timings = repository.timings();
+    println!(
+        "our split: format blob {:.1?}, key derivation {:.1?}, index load {:.1?} ({} index blobs), manifest load {:.1?} ({} contents)",
+        timings.read_format_blob,
+        timings.key_derivation,
+        loaded.index_time,
+        loaded.index_blobs_read,
+        loaded.manifest_time,
+        loaded.contents_read
+    );
+    counting.take_counts();
+    let idle = store.refresh().unwrap();
+    let counts = counting.take_counts();
+    println!(
+        "refresh with nothing changed: {:.1?}, {} listing(s), {} blob reads",
+        idle.index_time + idle.manifest_time,
+        counts.lists,
+        counts.gets
+    );
+}

@@ -1,0 +1,22 @@
+//! Native access to Kopia repositories, byte-compatible with Kopia itself.
+//!
+//! Modules follow the layers of the format, bottom up: `storage` (blobs), `format`
+//! (`kopia.repository`), `crypto` and `compression` (what wraps every payload), `index` and
+//! `pack` (where contents live), `epoch` (which index blobs are live), `content` (reading a
+//! content through the merged index), `manifest` (the manifest store), `client` (Kopia's
+//! connection config and password sources) and `repository` (the public face).
+
+pub mod client;
+pub mod compression;
+pub mod content;
+pub mod crypto;
+pub mod epoch;
+pub mod error;
+pub mod format;
+pub mod index;
+pub mod manifest;
+pub mod pack;
+pub mod repository;
+pub mod storage;
+
+pub use error::{DecodeError, Error, Result};
