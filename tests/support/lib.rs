@@ -192,35 +192,8 @@ impl KopiaRepo {
     /// index version). Automatic maintenance stays off for every harness command, so the
     /// repository changes only through the helpers a test calls.
     pub fn create(kopia: &Kopia, options: &CreateOptions) -> KopiaRepo {
-        let root = tempfile::Builder::new()
-            .prefix("kopia-harness-")
-            .tempdir()
-            .expect("create temp dir for a Kopia repository");
-        for dir in ["repo", "config", "cache", "logs", "sources"] {
-            fs::create_dir_all(root.path().join(dir)).expect("create harness directory");
-        }
-        let repo = KopiaRepo {
-            kopia: kopia.clone(),
-            root,
-            trees_made: AtomicUsize::new(0),
-        };
-
-        let mut args = vec![
-            "repository".to_owned(),
-            "create".to_owned(),
-            "filesystem".to_owned(),
-            format!("--path={}", repo.repo_dir().display()),
-            format!(
-                "--cache-directory={}",
-                repo.root.path().join("cache").display()
-            ),
-            // Kopia caches index blob listings on disk for 30 s by default; a stale listing
-            // would hide the timestamps `age_blobs` rewrites and blobs other processes wrote.
-            "--max-list-cache-duration=0s".to_owned(),
-            format!("--override-username={USERNAME}"),
-            format!("--override-hostname={HOSTNAME}"),
-            "--persist-credentials".to_owned(),
-        ];
+        let repo = KopiaRepo::empty(kopia);
+        let mut args = repo.connection_args("create");
         if let Some(version) = options.format_version {
             args.push(format!("--format-version={version}"));
         }
@@ -243,6 +216,52 @@ impl KopiaRepo {
             ]);
         }
         repo
+    }
+
+    /// Connects real Kopia to a repository that `make` creates in the given (empty) storage
+    /// directory — e.g. one our own writer creates — with the same isolated config as
+    /// [`create`](Self::create).
+    pub fn connect_to_new(kopia: &Kopia, make: impl FnOnce(&Path)) -> KopiaRepo {
+        let repo = KopiaRepo::empty(kopia);
+        make(&repo.repo_dir());
+        let args = repo.connection_args("connect");
+        repo.run_ok(&args);
+        repo
+    }
+
+    fn empty(kopia: &Kopia) -> KopiaRepo {
+        let root = tempfile::Builder::new()
+            .prefix("kopia-harness-")
+            .tempdir()
+            .expect("create temp dir for a Kopia repository");
+        for dir in ["repo", "config", "cache", "logs", "sources"] {
+            fs::create_dir_all(root.path().join(dir)).expect("create harness directory");
+        }
+        KopiaRepo {
+            kopia: kopia.clone(),
+            root,
+            trees_made: AtomicUsize::new(0),
+        }
+    }
+
+    /// `kopia repository create|connect filesystem` arguments of the harness connection.
+    fn connection_args(&self, verb: &str) -> Vec<String> {
+        vec![
+            "repository".to_owned(),
+            verb.to_owned(),
+            "filesystem".to_owned(),
+            format!("--path={}", self.repo_dir().display()),
+            format!(
+                "--cache-directory={}",
+                self.root.path().join("cache").display()
+            ),
+            // Kopia caches index blob listings on disk for 30 s by default; a stale listing
+            // would hide the timestamps `age_blobs` rewrites and blobs other processes wrote.
+            "--max-list-cache-duration=0s".to_owned(),
+            format!("--override-username={USERNAME}"),
+            format!("--override-hostname={HOSTNAME}"),
+            "--persist-credentials".to_owned(),
+        ]
     }
 
     /// Root of the filesystem storage: what our reader opens.

@@ -1,13 +1,15 @@
-//! `kopia-notify manifest list|show`: the same views as `kopia manifest list|show`, so that a
-//! script can diff ours against Kopia's.
+//! `kopia-notify manifest list|show|put|delete`: list and show print the same views as
+//! `kopia manifest list|show`, so that a script can diff ours against Kopia's; put and delete
+//! write manifest entries as Kopia does.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use kopia_repo::manifest::{Labels, ManifestStore};
+use kopia_repo::manifest::{Labels, ManifestStore, NewManifest, TYPE_LABEL};
 use kopia_repo::repository::Repository;
+use serde_json::value::RawValue;
 
 use crate::output;
 
@@ -28,6 +30,22 @@ pub enum ManifestCommand {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
+    /// Add a manifest; prints its ID. Putting the same labels and payload again is a no-op
+    /// that prints the same ID, so a retried put never duplicates.
+    Put {
+        /// A label (repeatable); `type` is required.
+        #[arg(long = "label", value_name = "KEY:VALUE", required = true)]
+        labels: Vec<String>,
+        /// Payload file (a JSON object); standard input when absent.
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Delete manifests (a deletion entry each, as Kopia writes it).
+    #[command(alias = "rm")]
+    Delete {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
 }
 
 pub fn run(command: ManifestCommand, config_file: &Path) -> Result<()> {
@@ -41,6 +59,30 @@ pub fn run(command: ManifestCommand, config_file: &Path) -> Result<()> {
             let store = open_store(config_file)?;
             show(&store, &ids)
         }
+        ManifestCommand::Put { labels, file } => {
+            let labels = parse_labels(&labels)?;
+            if !labels.contains_key(TYPE_LABEL) {
+                bail!("a manifest needs a 'type' label (--label type:NAME)");
+            }
+            let data = read_payload(file.as_deref())?;
+            let (repository, client) = Repository::open_with_client_config(config_file)?;
+            let writer = repository.content_writer(client.session_owner())?;
+            let mut store = repository.manifest_store();
+            let ids = store.write(&writer, &[NewManifest { labels, data }], &[])?;
+            println!("{}", ids[0]);
+            Ok(())
+        }
+        ManifestCommand::Delete { ids } => {
+            let (repository, client) = Repository::open_with_client_config(config_file)?;
+            let mut store = repository.manifest_store();
+            store.refresh()?;
+            for id in &ids {
+                store.get(id)?;
+            }
+            let writer = repository.content_writer(client.session_owner())?;
+            store.write(&writer, &[], &ids)?;
+            Ok(())
+        }
     }
 }
 
@@ -51,16 +93,49 @@ fn open_store(config_file: &Path) -> Result<ManifestStore> {
     Ok(store)
 }
 
+/// The payload of a put: a JSON object, from a file or standard input, stored compact.
+fn read_payload(file: Option<&Path>) -> Result<Box<RawValue>> {
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read payload file {}", path.display()))?,
+        None => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read payload from standard input")?;
+            text
+        }
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).context("payload is not valid JSON")?;
+    if !value.is_object() {
+        bail!("payload must be a JSON object");
+    }
+    Ok(RawValue::from_string(value.to_string())?)
+}
+
 /// `key:value` pairs, split at the first colon as Kopia does.
-fn parse_filters(filters: &[String]) -> Result<Labels> {
+fn parse_pairs(pairs: &[String], what: &str) -> Result<Labels> {
     let mut labels = Labels::new();
-    for filter in filters {
-        match filter.split_once(':') {
+    for pair in pairs {
+        match pair.split_once(':') {
             Some((key, value)) if !key.is_empty() => {
                 labels.insert(key.to_string(), value.to_string());
             }
-            _ => bail!("invalid filter {filter:?}: expected KEY:VALUE"),
+            _ => bail!("invalid {what} {pair:?}: expected KEY:VALUE"),
         }
+    }
+    Ok(labels)
+}
+
+fn parse_filters(filters: &[String]) -> Result<Labels> {
+    parse_pairs(filters, "filter")
+}
+
+fn parse_labels(labels: &[String]) -> Result<Labels> {
+    let labels = parse_pairs(labels, "label")?;
+    if labels.values().any(String::is_empty) {
+        bail!("labels need a value (KEY:VALUE)");
     }
     Ok(labels)
 }
@@ -85,7 +160,7 @@ fn list(store: &ManifestStore, filter: &Labels, json: bool) -> Result<()> {
             let labels = entry.labels();
             let others: Vec<String> = labels
                 .iter()
-                .filter(|(k, _)| k.as_str() != kopia_repo::manifest::TYPE_LABEL)
+                .filter(|(k, _)| k.as_str() != TYPE_LABEL)
                 .map(|(k, v)| format!("{k}:{v}"))
                 .collect();
             writeln!(
@@ -94,9 +169,7 @@ fn list(store: &ManifestStore, filter: &Labels, json: bool) -> Result<()> {
                 entry.id,
                 entry.data.get().len(),
                 output::local_timestamp(&entry.modified),
-                labels
-                    .get(kopia_repo::manifest::TYPE_LABEL)
-                    .map_or("", String::as_str),
+                labels.get(TYPE_LABEL).map_or("", String::as_str),
                 others.join(" ")
             )?;
         }

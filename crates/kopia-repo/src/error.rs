@@ -78,6 +78,15 @@ pub enum Error {
     #[error("manifest {0} not found")]
     ManifestNotFound(String),
 
+    #[error("invalid manifest: {0}")]
+    InvalidManifest(String),
+
+    #[error("repository {0} is being upgraded; writing is not allowed until the upgrade finishes")]
+    UpgradeInProgress(String),
+
+    #[error("repository {path} already exists")]
+    AlreadyExists { path: String },
+
     #[error("config file {path}: {reason}")]
     Config { path: PathBuf, reason: String },
 

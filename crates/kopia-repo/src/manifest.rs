@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::compression;
+use crate::content::writer::{ContentWriter, NewContent};
 use crate::content::{read_in_parallel, CommittedIndex, ContentReader, IndexScope};
 use crate::index::{ContentId, IndexEntry};
 use crate::{DecodeError, Error, Result};
@@ -70,6 +71,40 @@ pub struct ManifestMetadata<'a> {
 struct ManifestContent {
     #[serde(alias = "Entries")]
     entries: Vec<ManifestEntry>,
+}
+
+#[derive(Serialize)]
+struct ManifestContentRef<'a> {
+    entries: &'a [ManifestEntry],
+}
+
+/// Encodes entries as a manifest content payload, as Kopia's JSON encoder and gzip write it.
+pub fn encode_manifest_content(entries: &[ManifestEntry]) -> Vec<u8> {
+    let mut json = serde_json::to_vec(&ManifestContentRef { entries }).expect("entries serialize");
+    json.push(b'\n');
+    compression::gzip(&json)
+}
+
+/// A manifest to add.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    pub labels: Labels,
+    pub data: Box<RawValue>,
+}
+
+impl NewManifest {
+    /// The ID this manifest gets: derived from its labels and data, so that writing the same
+    /// manifest again (a retry after a crash) yields the same entry instead of a duplicate.
+    /// Kopia treats IDs as opaque 32-hex-digit strings.
+    pub fn id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"kopia-notifier manifest id v1\n");
+        hasher.update(serde_json::to_vec(&self.labels).expect("labels serialize"));
+        hasher.update(b"\n");
+        hasher.update(self.data.get().as_bytes());
+        hex::encode(&hasher.finalize()[..16])
+    }
 }
 
 /// Decodes a manifest content payload: gzip of `{"entries":[…]}`.
@@ -204,6 +239,71 @@ impl ManifestStore {
                 .flat_map(|entries| entries.iter()),
         );
         Ok(read)
+    }
+
+    /// Adds `puts` and deletes `deletes` in one manifest content (one pack, one index blob), as
+    /// a Kopia session flush does, and reloads. Returns the IDs of `puts` in order. Nothing is
+    /// written when a put has no `type` label or a deleted ID does not exist.
+    pub fn write(
+        &mut self,
+        writer: &ContentWriter,
+        puts: &[NewManifest],
+        deletes: &[String],
+    ) -> Result<Vec<String>> {
+        self.refresh()?;
+        for put in puts {
+            if put.labels.get(TYPE_LABEL).is_none_or(String::is_empty) {
+                return Err(Error::InvalidManifest(format!(
+                    "manifest without a '{TYPE_LABEL}' label"
+                )));
+            }
+        }
+        let now = Utc::now();
+        let mut entries = Vec::with_capacity(puts.len() + deletes.len());
+        for id in deletes {
+            let existing = self.get(id)?;
+            // A deletion hides an entry only when strictly later (see merge_entries).
+            let modified = now.max(existing.modified + chrono::Duration::nanoseconds(1));
+            entries.push(ManifestEntry {
+                id: id.clone(),
+                labels: None,
+                modified,
+                deleted: true,
+                data: RawValue::from_string("null".into()).expect("null is JSON"),
+            });
+        }
+        let ids: Vec<String> = puts.iter().map(NewManifest::id).collect();
+        for (position, (put, id)) in puts.iter().zip(&ids).enumerate() {
+            // Distinct times keep a batch in its given order in Kopia's oldest-first listing.
+            let put_time = now + chrono::Duration::nanoseconds(position as i64);
+            let modified = match self.live.get(id) {
+                Some(existing) => {
+                    put_time.max(existing.modified + chrono::Duration::nanoseconds(1))
+                }
+                None => put_time,
+            };
+            entries.push(ManifestEntry {
+                id: id.clone(),
+                labels: Some(put.labels.clone()),
+                modified,
+                deleted: false,
+                data: put.data.clone(),
+            });
+        }
+        if entries.is_empty() {
+            return Ok(ids);
+        }
+        writer.write_contents(&[NewContent {
+            prefix: Some(MANIFEST_CONTENT_PREFIX),
+            payload: encode_manifest_content(&entries),
+        }])?;
+        self.refresh()?;
+        if let Some(missing) = ids.iter().find(|id| !self.live.contains_key(*id)) {
+            return Err(Error::ManifestNotFound(format!(
+                "{missing} (written, but not visible after reloading)"
+            )));
+        }
+        Ok(ids)
     }
 
     /// Live manifests whose labels contain every pair of `filter`, oldest first (Kopia's order).

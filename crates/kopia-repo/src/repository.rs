@@ -5,12 +5,22 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rand::RngCore;
+use serde_json::value::RawValue;
+
 use crate::client::{self, ClientConfig};
+use crate::content::writer::{ContentWriter, SessionOwner, WriteFormat};
 use crate::content::{ContentCrypto, ContentReader, IndexLayout};
 use crate::crypto::encryption::ContentEncryptor;
+use crate::crypto::encryption::DEFAULT_ENCRYPTION_ALGORITHM;
 use crate::crypto::hashing::ContentHasher;
-use crate::format::{FormatBlob, RepositoryConfig, FORMAT_BLOB_ID};
-use crate::manifest::ManifestStore;
+use crate::crypto::hashing::DEFAULT_HASH_ALGORITHM;
+use crate::crypto::kdf;
+use crate::format::{
+    EpochParameters, FormatBlob, RepositoryConfig, FORMAT_BLOB_ENCRYPTION, FORMAT_BLOB_ID,
+};
+use crate::manifest::{ManifestStore, NewManifest};
+use crate::pack;
 use crate::storage::filesystem::FilesystemStorage;
 use crate::storage::BlobStorage;
 use crate::{Error, Result};
@@ -19,6 +29,9 @@ use crate::{Error, Result};
 pub struct Repository {
     storage: Arc<dyn BlobStorage>,
     format_blob: FormatBlob,
+    /// `kopia.repository` as stored: format-v1 packs embed it.
+    format_blob_bytes: Vec<u8>,
+    format_key: [u8; 32],
     config: RepositoryConfig,
     crypto: Arc<ContentCrypto>,
     timings: OpenTimings,
@@ -31,18 +44,96 @@ pub struct OpenTimings {
     pub key_derivation: Duration,
 }
 
+/// Blob holding the blob-retention config (encrypted like the format blob).
+const BLOBCFG_BLOB_ID: &str = "kopia.blobcfg";
+/// Kopia's default split for file data; irrelevant to manifests but every repository names one.
+const DEFAULT_SPLITTER: &str = "DYNAMIC-4M-BUZHASH";
+const DEFAULT_MAX_PACK_SIZE: i64 = 20 << 20;
+const KEY_LENGTH: usize = 32;
+
+fn random_key() -> Vec<u8> {
+    let mut key = vec![0u8; KEY_LENGTH];
+    rand::thread_rng().fill_bytes(&mut key);
+    key
+}
+
 impl Repository {
-    /// Opens the repository in `storage` with `password`.
-    pub fn open(storage: Arc<dyn BlobStorage>, password: &str) -> Result<Self> {
-        let started = Instant::now();
-        let format_blob = read_format_blob(storage.as_ref())?;
-        let read_format_blob = started.elapsed();
-
-        let started = Instant::now();
+    /// Creates a filesystem repository with current Kopia defaults (format v3, BLAKE2B-256-128,
+    /// AES256-GCM-HMAC-SHA256, index v2, epochs, scrypt) that Kopia connects to, snapshots into
+    /// and maintains. `owner` becomes the maintenance owner, as `kopia repository create`
+    /// makes its creator.
+    pub fn create_filesystem(path: &Path, password: &str, owner: &SessionOwner) -> Result<Self> {
+        let storage: Arc<dyn BlobStorage> = Arc::new(FilesystemStorage::create(path)?);
+        match storage.get_blob(FORMAT_BLOB_ID) {
+            Err(Error::BlobNotFound { .. }) => {}
+            Ok(_) => {
+                return Err(Error::AlreadyExists {
+                    path: storage.describe(),
+                })
+            }
+            Err(e) => return Err(e),
+        }
+        let config = RepositoryConfig {
+            hash: DEFAULT_HASH_ALGORITHM.into(),
+            encryption: DEFAULT_ENCRYPTION_ALGORITHM.into(),
+            ecc: String::new(),
+            ecc_overhead_percent: 0,
+            hmac_secret: random_key(),
+            master_key: random_key(),
+            version: 3,
+            max_pack_size: DEFAULT_MAX_PACK_SIZE,
+            index_version: 2,
+            epoch_parameters: EpochParameters::kopia_defaults(),
+            enable_password_change: true,
+            splitter: DEFAULT_SPLITTER.into(),
+            upgrade_lock: None,
+            required_features: Vec::new(),
+        };
+        let mut format_blob = FormatBlob {
+            tool: "https://github.com/kopia/kopia".into(),
+            build_version: format!("kopia-notifier-{}", env!("CARGO_PKG_VERSION")),
+            build_info: String::new(),
+            unique_id: random_key(),
+            key_algo: kdf::DEFAULT_KEY_DERIVATION_ALGORITHM.into(),
+            encryption: FORMAT_BLOB_ENCRYPTION.into(),
+            encrypted_block_format: Vec::new(),
+        };
         let format_key = format_blob.derive_format_key(password)?;
-        let key_derivation = started.elapsed();
+        format_blob.encrypt_config(&format_key, &config);
+        // Kopia writes the retention config first: a format blob always finds it.
+        let blobcfg = kdf::encrypt_format_block(&format_key, &format_blob.unique_id, b"{}");
+        storage.put_blob(BLOBCFG_BLOB_ID, &blobcfg)?;
+        let format_blob_bytes = format_blob.to_bytes();
+        storage.put_blob(FORMAT_BLOB_ID, &format_blob_bytes)?;
 
-        let config = format_blob.decrypt_config(&format_key)?;
+        let repository = Repository::from_parts(
+            storage,
+            format_blob,
+            format_blob_bytes,
+            format_key,
+            config,
+            OpenTimings::default(),
+        )?;
+        let maintenance = NewManifest {
+            labels: [("type".to_string(), "maintenance".to_string())].into(),
+            data: default_maintenance_params(owner),
+        };
+        repository.manifest_store().write(
+            &repository.content_writer(owner.clone())?,
+            &[maintenance],
+            &[],
+        )?;
+        Ok(repository)
+    }
+
+    fn from_parts(
+        storage: Arc<dyn BlobStorage>,
+        format_blob: FormatBlob,
+        format_blob_bytes: Vec<u8>,
+        format_key: [u8; 32],
+        config: RepositoryConfig,
+        timings: OpenTimings,
+    ) -> Result<Self> {
         config.validate()?;
         let crypto = Arc::new(ContentCrypto {
             hasher: ContentHasher::new(&config.hash, &config.hmac_secret)?,
@@ -52,13 +143,36 @@ impl Repository {
         Ok(Repository {
             storage,
             format_blob,
+            format_blob_bytes,
+            format_key,
             config,
             crypto,
-            timings: OpenTimings {
+            timings,
+        })
+    }
+
+    /// Opens the repository in `storage` with `password`.
+    pub fn open(storage: Arc<dyn BlobStorage>, password: &str) -> Result<Self> {
+        let started = Instant::now();
+        let (format_blob, format_blob_bytes) = read_format_blob(storage.as_ref())?;
+        let read_format_blob = started.elapsed();
+
+        let started = Instant::now();
+        let format_key = format_blob.derive_format_key(password)?;
+        let key_derivation = started.elapsed();
+
+        let config = format_blob.decrypt_config(&format_key)?;
+        Repository::from_parts(
+            storage,
+            format_blob,
+            format_blob_bytes,
+            format_key,
+            config,
+            OpenTimings {
                 read_format_blob,
                 key_derivation,
             },
-        })
+        )
     }
 
     /// Opens the repository a Kopia client config (`repository.config`) points at, with the
@@ -109,13 +223,72 @@ impl Repository {
         )
     }
 
+    /// A writer for new contents, after checking (from storage, not from what was read at open)
+    /// that the repository may be written: no upgrade under way, the same keys and parameters.
+    pub fn content_writer(&self, owner: SessionOwner) -> Result<ContentWriter> {
+        let (current, current_bytes) = read_format_blob(self.storage.as_ref())?;
+        if current_bytes != self.format_blob_bytes {
+            let config = current.decrypt_config(&self.format_key)?;
+            config.validate()?;
+            if !same_write_parameters(&config, &self.config) {
+                return Err(Error::Unsupported(
+                    "the repository format changed since it was opened; open it again".into(),
+                ));
+            }
+            if config.upgrade_in_progress() {
+                return Err(Error::UpgradeInProgress(self.storage.describe()));
+            }
+        }
+        if self.config.upgrade_in_progress() {
+            return Err(Error::UpgradeInProgress(self.storage.describe()));
+        }
+        let pack_prefix = if self.config.enable_password_change {
+            Vec::new()
+        } else {
+            pack::framed_format_bytes(&current_bytes)
+                .map_err(|reason| Error::corrupt_blob(FORMAT_BLOB_ID, reason))?
+        };
+        let format = WriteFormat {
+            index_version: self.config.effective_index_version(),
+            format_version: self.config.version as u8,
+            pack_prefix,
+        };
+        Ok(ContentWriter::new(self.content_reader(), format, owner))
+    }
+
     /// An empty manifest store; call [`ManifestStore::refresh`] to load it.
     pub fn manifest_store(&self) -> ManifestStore {
         ManifestStore::new(self.content_reader())
     }
 }
 
-fn read_format_blob(storage: &dyn BlobStorage) -> Result<FormatBlob> {
+/// Whether data written under `a` reads the same under `b` (keys, hashing, index format).
+fn same_write_parameters(a: &RepositoryConfig, b: &RepositoryConfig) -> bool {
+    a.hash == b.hash
+        && a.encryption == b.encryption
+        && a.hmac_secret == b.hmac_secret
+        && a.master_key == b.master_key
+        && a.version == b.version
+        && a.index_version == b.index_version
+        && a.epoch_parameters.enabled == b.epoch_parameters.enabled
+        && a.enable_password_change == b.enable_password_change
+}
+
+/// Kopia's default maintenance parameters (repo/maintenance), owned by `owner`.
+fn default_maintenance_params(owner: &SessionOwner) -> Box<RawValue> {
+    const HOUR_NS: i64 = 3_600_000_000_000;
+    let params = serde_json::json!({
+        "owner": format!("{}@{}", owner.username, owner.hostname),
+        "quick": {"enabled": true, "interval": HOUR_NS},
+        "full": {"enabled": true, "interval": 24 * HOUR_NS},
+        "logRetention": {"maxTotalSize": 1_i64 << 30, "maxCount": 10_000, "maxAge": 30 * 24 * HOUR_NS},
+        "extendObjectLocks": false,
+        "listParallelism": 0,
+    });
+    RawValue::from_string(params.to_string()).expect("maintenance params are JSON")
+}
+
+fn read_format_blob(storage: &dyn BlobStorage) -> Result<(FormatBlob, Vec<u8>)> {
     let bytes = match storage.get_blob(FORMAT_BLOB_ID) {
         Ok(bytes) => bytes,
         Err(Error::BlobNotFound { .. }) => {
@@ -125,5 +298,7 @@ fn read_format_blob(storage: &dyn BlobStorage) -> Result<FormatBlob> {
         }
         Err(e) => return Err(e),
     };
-    FormatBlob::parse(&bytes).map_err(|reason| Error::corrupt_blob(FORMAT_BLOB_ID, reason))
+    let blob =
+        FormatBlob::parse(&bytes).map_err(|reason| Error::corrupt_blob(FORMAT_BLOB_ID, reason))?;
+    Ok((blob, bytes))
 }

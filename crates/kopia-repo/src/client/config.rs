@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::content::writer::SessionOwner;
 use crate::error::{Error, Result};
 use crate::storage::filesystem::{
     FilesystemOptions, FilesystemStorage, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE,
@@ -45,6 +46,14 @@ impl ClientConfig {
         let storage =
             FilesystemStorage::open_with_options(&self.storage.path, &self.storage.options())?;
         Ok(Arc::new(storage))
+    }
+
+    /// The `user@host` this connection writes as (Kopia's username and hostname overrides).
+    pub fn session_owner(&self) -> SessionOwner {
+        SessionOwner {
+            username: self.username.clone(),
+            hostname: self.hostname.clone(),
+        }
     }
 }
 

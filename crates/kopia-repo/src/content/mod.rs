@@ -15,6 +15,8 @@ use crate::epoch::{self, IndexBlobSet};
 use crate::index::merge::{is_visible, MergedIndex};
 use crate::index::{ContentId, IndexEntry, IndexView};
 use crate::storage::{BlobMetadata, BlobStorage};
+
+pub mod writer;
 use crate::{Error, Result};
 
 /// Kopia loads manifest contents eight at a time; index blobs are read with the same width.

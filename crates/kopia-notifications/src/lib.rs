@@ -1,0 +1,20 @@
+//! The notification domain of Kopia Notifier: notifications and their acknowledgements stored as
+//! Kopia manifests, and the rules deciding what each `user@host` still has to read. No GUI, no
+//! repository code: storage is reached through the [`store::ManifestAccess`] seam.
+
+pub mod duration;
+pub mod error;
+pub mod identity;
+pub mod inbox;
+pub mod schema;
+pub mod service;
+pub mod store;
+
+pub use error::Error;
+pub use identity::{Identity, Recipient};
+pub use inbox::{AckOutcome, GcPlan, Inbox, InboxItem, ListOptions, PendingCounts, Status};
+pub use schema::{
+    Acknowledgement, Draft, Notification, Origin, Severity, SnapshotSource, SourceKind,
+};
+pub use service::Notifications;
+pub use store::{ManifestAccess, MemoryStore, NewManifest, StoreError, StoreErrorKind, StoredManifest};

@@ -1,0 +1,317 @@
+//! The seam between the notification domain and a manifest store: the [`ManifestAccess`] trait
+//! (implemented over a real Kopia repository elsewhere) and [`MemoryStore`], an in-memory
+//! implementation for tests. Nothing here knows what a notification is.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+/// A live manifest as read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+    pub modified: DateTime<Utc>,
+    /// The payload as raw JSON text.
+    pub data: String,
+}
+
+/// A manifest to put; the store assigns its ID and modification time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewManifest {
+    pub labels: BTreeMap<String, String>,
+    pub data: serde_json::Value,
+}
+
+/// Access to a manifest store. Implementations see the store as of their last refresh.
+pub trait ManifestAccess {
+    /// Live manifests whose labels contain all of `filter`.
+    fn find(&self, filter: &BTreeMap<String, String>) -> Result<Vec<StoredManifest>, StoreError>;
+
+    /// Writes puts and deletions as one batch (one manifest content); returns the new IDs in
+    /// the order of `puts`. On error nothing is written.
+    fn write(
+        &mut self,
+        puts: Vec<NewManifest>,
+        deletes: Vec<String>,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// A manifest (or the repository itself) does not exist.
+    NotFound,
+    /// The repository could not be reached or opened.
+    Unreachable,
+    Other,
+}
+
+/// A storage failure: a message for people and a kind for programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        StoreError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Manifests in a map, with IDs shaped like Kopia's (32 lowercase hex digits) but
+/// deterministic, so tests can rely on them.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    manifests: BTreeMap<String, StoredManifest>,
+    ids_issued: u64,
+    modified: DateTime<Utc>,
+    batches: usize,
+    unreachable: bool,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            manifests: BTreeMap::new(),
+            ids_issued: 0,
+            modified: DateTime::UNIX_EPOCH,
+            batches: 0,
+            unreachable: false,
+        }
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a manifest as another producer would have written it, byte for byte.
+    pub fn insert_raw(&mut self, id: &str, labels: &[(&str, &str)], data: &str) {
+        let manifest = StoredManifest {
+            id: id.to_string(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            modified: self.modified,
+            data: data.to_string(),
+        };
+        self.manifests.insert(manifest.id.clone(), manifest);
+    }
+
+    /// Removes a manifest outside of any batch, as `kopia manifest delete` would.
+    pub fn remove(&mut self, id: &str) -> Option<StoredManifest> {
+        self.manifests.remove(id)
+    }
+
+    /// The modification time given to manifests written from now on.
+    pub fn set_modified_time(&mut self, time: DateTime<Utc>) {
+        self.modified = time;
+    }
+
+    /// Makes every call fail as if the repository could not be reached.
+    pub fn set_unreachable(&mut self, unreachable: bool) {
+        self.unreachable = unreachable;
+    }
+
+    /// How many non-empty batches were written.
+    pub fn batches_written(&self) -> usize {
+        self.batches
+    }
+
+    pub fn get(&self, id: &str) -> Option<&StoredManifest> {
+        self.manifests.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.manifests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.manifests.is_empty()
+    }
+
+    fn check_reachable(&self) -> Result<(), StoreError> {
+        if self.unreachable {
+            return Err(StoreError::new(
+                StoreErrorKind::Unreachable,
+                "memory store: repository unreachable",
+            ));
+        }
+        Ok(())
+    }
+
+    fn next_id(&mut self) -> String {
+        self.ids_issued += 1;
+        let high = mix(self.ids_issued);
+        let low = mix(high ^ self.ids_issued);
+        format!("{high:016x}{low:016x}")
+    }
+}
+
+/// SplitMix64's finaliser: spreads a counter over 64 bits so IDs differ early.
+fn mix(value: u64) -> u64 {
+    let mut z = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl ManifestAccess for MemoryStore {
+    fn find(&self, filter: &BTreeMap<String, String>) -> Result<Vec<StoredManifest>, StoreError> {
+        self.check_reachable()?;
+        Ok(self
+            .manifests
+            .values()
+            .filter(|m| filter.iter().all(|(k, v)| m.labels.get(k) == Some(v)))
+            .cloned()
+            .collect())
+    }
+
+    fn write(
+        &mut self,
+        puts: Vec<NewManifest>,
+        deletes: Vec<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        self.check_reachable()?;
+        // Check the whole batch before changing anything.
+        if let Some(missing) = deletes.iter().find(|id| !self.manifests.contains_key(*id)) {
+            return Err(StoreError::new(
+                StoreErrorKind::NotFound,
+                format!("manifest {missing} not found"),
+            ));
+        }
+        if puts
+            .iter()
+            .any(|p| p.labels.get("type").is_none_or(String::is_empty))
+        {
+            return Err(StoreError::new(
+                StoreErrorKind::Other,
+                "'type' label is required",
+            ));
+        }
+        if puts.is_empty() && deletes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.batches += 1;
+        for id in deletes {
+            self.manifests.remove(&id);
+        }
+        let mut ids = Vec::with_capacity(puts.len());
+        for put in puts {
+            let id = self.next_id();
+            self.manifests.insert(
+                id.clone(),
+                StoredManifest {
+                    id: id.clone(),
+                    labels: put.labels,
+                    modified: self.modified,
+                    data: put.data.to_string(),
+                },
+            );
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn find_matches_all_filter_labels() {
+        let mut store = MemoryStore::new();
+        store.insert_raw("a", &[("type", "x"), ("k", "1")], "{}");
+        store.insert_raw("b", &[("type", "x"), ("k", "2")], "{}");
+        store.insert_raw("c", &[("type", "y")], "{}");
+        let ids = |filter: &[(&str, &str)]| -> Vec<String> {
+            store
+                .find(&labels(filter))
+                .unwrap()
+                .into_iter()
+                .map(|m| m.id)
+                .collect()
+        };
+        assert_eq!(ids(&[("type", "x")]), ["a", "b"]);
+        assert_eq!(ids(&[("type", "x"), ("k", "2")]), ["b"]);
+        assert_eq!(ids(&[]), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn writes_are_one_batch_with_kopia_shaped_ids() {
+        let mut store = MemoryStore::new();
+        store.insert_raw("old", &[("type", "x")], "{}");
+        let ids = store
+            .write(
+                vec![
+                    NewManifest {
+                        labels: labels(&[("type", "x")]),
+                        data: serde_json::json!({"a": 1}),
+                    },
+                    NewManifest {
+                        labels: labels(&[("type", "x")]),
+                        data: serde_json::json!(null),
+                    },
+                ],
+                vec!["old".into()],
+            )
+            .unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1]);
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())));
+        assert_eq!(store.get(&ids[0]).unwrap().data, r#"{"a":1}"#);
+        assert!(store.get("old").is_none());
+        assert_eq!(store.batches_written(), 1);
+    }
+
+    #[test]
+    fn failed_batches_write_nothing() {
+        let mut store = MemoryStore::new();
+        let put = NewManifest {
+            labels: labels(&[("type", "x")]),
+            data: serde_json::json!({}),
+        };
+        let error = store
+            .write(vec![put.clone()], vec!["missing".into()])
+            .unwrap_err();
+        assert_eq!(error.kind, StoreErrorKind::NotFound);
+        assert!(error.message.contains("missing"));
+        let untyped = NewManifest {
+            labels: BTreeMap::new(),
+            data: serde_json::json!({}),
+        };
+        assert!(store.write(vec![put.clone(), untyped], vec![]).is_err());
+        store.set_unreachable(true);
+        assert_eq!(
+            store.write(vec![put], vec![]).unwrap_err().kind,
+            StoreErrorKind::Unreachable
+        );
+        assert!(store.find(&BTreeMap::new()).is_err());
+        assert!(store.is_empty());
+        assert_eq!(store.batches_written(), 0);
+    }
+}
