@@ -259,7 +259,7 @@ fn concurrent_with_kopia_snapshots() {
         expected.insert(id);
         if n % 5 == 4 {
             let victim = written[n - 2].clone();
-            ours.write(&[], &[victim.clone()]);
+            ours.write(&[], std::slice::from_ref(&victim));
             expected.remove(&victim);
         }
     }

@@ -141,7 +141,7 @@ fn parse_labels(labels: &[String]) -> Result<Labels> {
 }
 
 fn list(store: &ManifestStore, filter: &Labels, json: bool) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let entries = store.find(filter);
     if json {
         // Kopia's JSON list framing: "[", entries separated by ",\n ", then "\n]".
@@ -179,7 +179,7 @@ fn list(store: &ManifestStore, filter: &Labels, json: bool) -> Result<()> {
 }
 
 fn show(store: &ManifestStore, ids: &[String]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for id in ids {
         let entry = store
             .get(id)

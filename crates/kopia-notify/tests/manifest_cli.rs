@@ -425,3 +425,133 @@ fn password_comes_from_kopias_keyring_entry() {
         2
     );
 }
+
+/// Every blob file of the repository with its size: "nothing written" means this is unchanged.
+fn repository_files(repo: &KopiaRepo) -> Vec<(PathBuf, u64)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                walk(&entry.path(), out);
+            } else {
+                out.push((entry.path(), meta.len()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&repo.repo_dir(), &mut files);
+    files.sort();
+    files
+}
+
+#[test]
+fn put_prints_the_id_kopia_lists_and_delete_removes_it() {
+    let Some(repo) = repo_with_snapshots() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.json");
+    fs::write(&payload, r#"{"title": "Backup failed", "n": [1, 2.50]}"#).unwrap();
+    let out = kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &[
+            "manifest",
+            "put",
+            "--label=type:cliTest",
+            "--label=host:a:b",
+            &format!("--file={}", payload.display()),
+        ],
+    );
+    let id = stdout_ok(out).trim().to_owned();
+    assert_eq!(id.len(), 32);
+    let listed = repo.manifest_list_json(&["type:cliTest"]);
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(listed[0]["labels"]["host"], "a:b");
+    let shown: serde_json::Value = serde_json::from_slice(&repo.manifest_show(&id)).unwrap();
+    assert_eq!(
+        shown,
+        serde_json::json!({"title": "Backup failed", "n": [1, 2.50]})
+    );
+
+    let out = kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &["manifest", "delete", &id],
+    );
+    stdout_ok(out);
+    assert_eq!(
+        repo.manifest_list_json(&["type:cliTest"]),
+        serde_json::json!([])
+    );
+}
+
+#[test]
+fn bad_writes_are_refused_and_write_nothing() {
+    let Some(repo) = repo_with_snapshots() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        fs::write(&path, text).unwrap();
+        format!("--file={}", path.display())
+    };
+    let invalid_json = write("invalid.json", "{not json");
+    let array = write("array.json", "[1, 2]");
+    let object = write("object.json", "{}");
+    let missing = format!("--file={}", dir.path().join("missing.json").display());
+    let before = repository_files(&repo);
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["manifest", "put", "--label=type:x", &invalid_json],
+            vec!["not valid JSON"],
+        ),
+        (
+            vec!["manifest", "put", "--label=type:x", &array],
+            vec!["JSON object"],
+        ),
+        (
+            vec!["manifest", "put", "--label=kind:x", &object],
+            vec!["'type' label"],
+        ),
+        (
+            vec!["manifest", "put", "--label=type", &object],
+            vec!["invalid label"],
+        ),
+        (
+            vec!["manifest", "put", "--label=type:x", &missing],
+            vec!["missing.json"],
+        ),
+        (
+            vec!["manifest", "delete", "0123456789abcdef0123456789abcdef"],
+            vec!["manifest 0123456789abcdef0123456789abcdef not found"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let out = kopia_notify(&repo.config_file(), Some(PASSWORD), &args);
+        assert_one_line_error(&out, &needles);
+    }
+    // A delete naming one real and one unknown ID deletes neither.
+    let real = repo.manifest_list_json(&["type:snapshot"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &[
+            "manifest",
+            "delete",
+            &real,
+            "ffffffffffffffffffffffffffffffff",
+        ],
+    );
+    assert_one_line_error(&out, &["ffffffffffffffffffffffffffffffff not found"]);
+    assert_eq!(
+        repository_files(&repo),
+        before,
+        "a refused write wrote something"
+    );
+}

@@ -123,22 +123,19 @@ pub fn decode_manifest_content(payload: &[u8]) -> Result<Vec<ManifestEntry>, Dec
 /// Merges entries by manifest ID: a strictly later `modified` wins, the first seen wins ties,
 /// and IDs whose winner is a deletion disappear.
 pub fn merge_entries<'a>(
-    entries: impl IntoIterator<Item = &'a ManifestEntry>,
-) -> HashMap<String, ManifestEntry> {
-    let mut winners: HashMap<String, &ManifestEntry> = HashMap::new();
+    entries: impl IntoIterator<Item = &'a Arc<ManifestEntry>>,
+) -> HashMap<String, Arc<ManifestEntry>> {
+    let mut winners: HashMap<String, Arc<ManifestEntry>> = HashMap::new();
     for entry in entries {
         match winners.get(&entry.id) {
             Some(current) if entry.modified <= current.modified => {}
             _ => {
-                winners.insert(entry.id.clone(), entry);
+                winners.insert(entry.id.clone(), Arc::clone(entry));
             }
         }
     }
+    winners.retain(|_, e| !e.deleted);
     winners
-        .into_iter()
-        .filter(|(_, e)| !e.deleted)
-        .map(|(id, e)| (id, e.clone()))
-        .collect()
 }
 
 /// What a refresh did, and where its time went.
@@ -157,8 +154,8 @@ pub struct ManifestRefresh {
 pub struct ManifestStore {
     reader: ContentReader,
     index: CommittedIndex,
-    contents: HashMap<ContentId, Arc<Vec<ManifestEntry>>>,
-    live: HashMap<String, ManifestEntry>,
+    contents: HashMap<ContentId, Arc<Vec<Arc<ManifestEntry>>>>,
+    live: HashMap<String, Arc<ManifestEntry>>,
 }
 
 /// How often a load restarts when a manifest content vanishes under it (a concurrent
@@ -226,7 +223,10 @@ impl ManifestStore {
                     blob_id: entry.pack_blob_id.to_string(),
                     reason,
                 })?;
-            Ok((entry.content_id, Arc::new(entries)))
+            Ok((
+                entry.content_id,
+                Arc::new(entries.into_iter().map(Arc::new).collect()),
+            ))
         })?;
         let read = fetched.len();
         self.contents.extend(fetched);
@@ -308,8 +308,12 @@ impl ManifestStore {
 
     /// Live manifests whose labels contain every pair of `filter`, oldest first (Kopia's order).
     pub fn find(&self, filter: &Labels) -> Vec<&ManifestEntry> {
-        let mut found: Vec<&ManifestEntry> =
-            self.live.values().filter(|e| e.matches(filter)).collect();
+        let mut found: Vec<&ManifestEntry> = self
+            .live
+            .values()
+            .map(|e| e.as_ref())
+            .filter(|e| e.matches(filter))
+            .collect();
         found.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.id.cmp(&b.id)));
         found
     }
@@ -318,6 +322,7 @@ impl ManifestStore {
     pub fn get(&self, id: &str) -> Result<&ManifestEntry> {
         self.live
             .get(id)
+            .map(|e| e.as_ref())
             .ok_or_else(|| Error::ManifestNotFound(id.to_string()))
     }
 
@@ -399,6 +404,7 @@ mod tests {
             entry("b", 9, false, &[("type", "new")]),
             entry("c", 3, false, &[("type", "x")]),
         ];
+        let entries: Vec<_> = entries.into_iter().map(Arc::new).collect();
         let merged = merge_entries(&entries);
         assert!(!merged.contains_key("a"));
         assert_eq!(merged["b"].labels()["type"], "new");
@@ -411,6 +417,7 @@ mod tests {
             entry("a", 5, false, &[("type", "x")]),
             entry("a", 5, true, &[]),
         ];
+        let entries: Vec<_> = entries.into_iter().map(Arc::new).collect();
         assert!(merge_entries(&entries).contains_key("a"));
     }
 

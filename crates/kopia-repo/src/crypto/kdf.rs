@@ -9,6 +9,7 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use super::encryption::{NONCE_LEN, TAG_LEN};
+use super::scrypt::{scrypt, ScryptParams};
 use crate::error::{DecodeError, Error};
 
 /// Password key-derivation algorithms (`keyAlgo`) Kopia 0.23 accepts (release builds).
@@ -56,9 +57,9 @@ pub fn derive_format_key(
     }
     let mut key = [0u8; 32];
     if key_algorithm == SCRYPT_ALGORITHM {
-        let params = scrypt::Params::new(SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P, key.len())
+        let params = ScryptParams::new(SCRYPT_LOG2_N, SCRYPT_R, SCRYPT_P)
             .expect("Kopia's scrypt parameters are valid");
-        scrypt::scrypt(password.as_bytes(), unique_id, &params, &mut key)
+        scrypt(password.as_bytes(), unique_id, &params, &mut key)
             .expect("32-byte output is a valid scrypt length");
     } else {
         pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), unique_id, PBKDF2_ITERATIONS, &mut key);

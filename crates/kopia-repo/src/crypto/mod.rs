@@ -6,6 +6,7 @@ pub mod blob_crypto;
 pub mod encryption;
 pub mod hashing;
 pub mod kdf;
+pub mod scrypt;
 
 pub use blob_crypto::{decrypt_blob, encrypt_blob, iv_from_blob_id};
 pub use encryption::{ContentEncryptor, ENCRYPTION_ALGORITHMS, ENCRYPTION_OVERHEAD};
