@@ -19,7 +19,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, Error> {
         reason,
     };
     if text.is_empty() {
-        return Err(invalid("it is empty; expected e.g. 7d, 12h, 30m, 2w or 1d12h"));
+        return Err(invalid(
+            "it is empty; expected e.g. 7d, 12h, 30m, 2w or 1d12h",
+        ));
     }
     if text.starts_with('-') {
         return Err(invalid("it must be positive"));
@@ -44,7 +46,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, Error> {
             Some('m') => 60,
             Some('s') => 1,
             Some(_) => return Err(invalid("unknown unit; use w, d, h, m or s")),
-            None => return Err(invalid("missing unit after the number; use w, d, h, m or s")),
+            None => {
+                return Err(invalid(
+                    "missing unit after the number; use w, d, h, m or s",
+                ))
+            }
         };
         total_seconds = number
             .checked_mul(unit_seconds)
@@ -80,8 +86,19 @@ mod tests {
     #[test]
     fn rejects_bad_input_naming_it() {
         for bad in [
-            "", "7", "d", "7x", "7D", "-1d", "0d", "0h0m", "1d 2h", "1.5d", "3651d",
-            "99999999999999999999d", "9999999999999999w",
+            "",
+            "7",
+            "d",
+            "7x",
+            "7D",
+            "-1d",
+            "0d",
+            "0h0m",
+            "1d 2h",
+            "1.5d",
+            "3651d",
+            "99999999999999999999d",
+            "9999999999999999w",
         ] {
             let error = parse_duration(bad).unwrap_err();
             assert!(
@@ -89,7 +106,13 @@ mod tests {
                 "{bad}: {error}"
             );
         }
-        assert!(parse_duration("0d").unwrap_err().to_string().contains("longer than zero"));
-        assert!(parse_duration("-1d").unwrap_err().to_string().contains("positive"));
+        assert!(parse_duration("0d")
+            .unwrap_err()
+            .to_string()
+            .contains("longer than zero"));
+        assert!(parse_duration("-1d")
+            .unwrap_err()
+            .to_string()
+            .contains("positive"));
     }
 }

@@ -183,13 +183,23 @@ mod tests {
         assert_eq!(id.user, "alice");
         assert_eq!(id.host, "laptop.example.com");
         assert_eq!(id.to_string(), "alice@laptop.example.com");
-        assert_eq!(Identity::new("DOMAIN\\bob", "PC-1").unwrap().to_string(), "DOMAIN\\bob@PC-1");
+        assert_eq!(
+            Identity::new("DOMAIN\\bob", "PC-1").unwrap().to_string(),
+            "DOMAIN\\bob@PC-1"
+        );
     }
 
     #[test]
     fn rejects_malformed_identities_naming_the_text() {
         for bad in [
-            "alice", "@host", "alice@", "a@b@c", "al ice@host", "alice@ho\tst", "alice@host:/x", "",
+            "alice",
+            "@host",
+            "alice@",
+            "a@b@c",
+            "al ice@host",
+            "alice@ho\tst",
+            "alice@host:/x",
+            "",
         ] {
             let error = bad.parse::<Identity>().unwrap_err();
             assert!(

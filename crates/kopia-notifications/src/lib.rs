@@ -12,9 +12,13 @@ pub mod store;
 
 pub use error::Error;
 pub use identity::{Identity, Recipient};
-pub use inbox::{AckOutcome, GcPlan, Inbox, InboxItem, ListOptions, PendingCounts, Status};
+pub use inbox::{
+    AckOutcome, GcPlan, Inbox, InboxItem, ListOptions, NotificationDetails, PendingCounts, Status,
+};
 pub use schema::{
     Acknowledgement, Draft, Notification, Origin, Severity, SnapshotSource, SourceKind,
 };
-pub use service::Notifications;
-pub use store::{ManifestAccess, MemoryStore, NewManifest, StoreError, StoreErrorKind, StoredManifest};
+pub use service::{Listing, Notifications};
+pub use store::{
+    ManifestAccess, MemoryStore, NewManifest, StoreError, StoreErrorKind, StoredManifest,
+};

@@ -240,9 +240,7 @@ impl Notification {
             message: payload.message.unwrap_or_default(),
             details: payload.details.unwrap_or_default(),
             created: payload.created,
-            expires: payload
-                .expires
-                .unwrap_or(payload.created + DEFAULT_EXPIRY),
+            expires: payload.expires.unwrap_or(payload.created + DEFAULT_EXPIRY),
             link: payload.link,
             origin: payload.origin,
             snapshot_source: payload.snapshot_source,
@@ -313,7 +311,10 @@ impl Draft {
             (label::SEVERITY.to_string(), self.severity.to_string()),
             (label::RECIPIENT.to_string(), self.recipient.to_string()),
             (label::SOURCE_KIND.to_string(), self.source_kind.to_string()),
-            (label::ORIGIN_HOST.to_string(), self.origin.user.host.clone()),
+            (
+                label::ORIGIN_HOST.to_string(),
+                self.origin.user.host.clone(),
+            ),
             (
                 label::SCHEMA_VERSION.to_string(),
                 SCHEMA_VERSION.to_string(),
@@ -378,7 +379,11 @@ fn validate_content(content: &Content<'_>) -> Result<(), Error> {
     if let Some(source) = content.snapshot_source {
         check_length("snapshot source path", &source.path, limits::SNAPSHOT_PATH)?;
         check_length("snapshot source host", &source.host, limits::TITLE)?;
-        check_length("snapshot source user name", &source.user_name, limits::TITLE)?;
+        check_length(
+            "snapshot source user name",
+            &source.user_name,
+            limits::TITLE,
+        )?;
     }
     Ok(())
 }
@@ -465,7 +470,10 @@ impl Acknowledgement {
     pub fn new_manifest(notification_id: &str, user: &Identity, now: DateTime<Utc>) -> NewManifest {
         let labels = BTreeMap::from([
             (label::TYPE.to_string(), ACK_TYPE.to_string()),
-            (label::NOTIFICATION_ID.to_string(), notification_id.to_string()),
+            (
+                label::NOTIFICATION_ID.to_string(),
+                notification_id.to_string(),
+            ),
             (label::USER.to_string(), user.to_string()),
             (
                 label::SCHEMA_VERSION.to_string(),
@@ -539,7 +547,10 @@ pub mod rfc3339 {
     pub mod optional {
         use super::*;
 
-        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             match t {
                 Some(t) => super::serialize(t, s),
                 None => s.serialize_none(),
@@ -675,7 +686,10 @@ mod tests {
             serde_json::json!({"host": "laptop", "userName": "alice", "path": "/home/alice"})
         );
         let read = Notification::from_manifest(&stored("x", manifest)).unwrap();
-        assert_eq!(read.snapshot_source.unwrap().to_string(), "alice@laptop:/home/alice");
+        assert_eq!(
+            read.snapshot_source.unwrap().to_string(),
+            "alice@laptop:/home/alice"
+        );
     }
 
     #[test]
@@ -685,21 +699,44 @@ mod tests {
             change(&mut d);
             d.to_manifest(now()).unwrap_err()
         };
-        assert!(matches!(check(&|d| d.title = "  ".into()), Error::EmptyTitle));
-        assert!(matches!(check(&|d| d.title = "a\nb".into()), Error::TitleNotOneLine));
+        assert!(matches!(
+            check(&|d| d.title = "  ".into()),
+            Error::EmptyTitle
+        ));
+        assert!(matches!(
+            check(&|d| d.title = "a\nb".into()),
+            Error::TitleNotOneLine
+        ));
         assert!(matches!(
             check(&|d| d.title = "x".repeat(201)),
-            Error::TooLong { field: "title", length: 201, max: 200 }
+            Error::TooLong {
+                field: "title",
+                length: 201,
+                max: 200
+            }
         ));
         assert!(matches!(
             check(&|d| d.message = "x".repeat(4001)),
-            Error::TooLong { field: "message", .. }
+            Error::TooLong {
+                field: "message",
+                ..
+            }
         ));
         assert!(matches!(
             check(&|d| d.details = "x".repeat(65_537)),
-            Error::TooLong { field: "details", .. }
+            Error::TooLong {
+                field: "details",
+                ..
+            }
         ));
-        for link in ["ftp://x", "javascript:alert(1)", "file:///etc/passwd", "https://", "http://a b", "kopia.io"] {
+        for link in [
+            "ftp://x",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "https://",
+            "http://a b",
+            "kopia.io",
+        ] {
             let error = check(&|d| d.link = Some(link.into()));
             assert!(
                 matches!(&error, Error::InvalidLink { link: l, .. } if l == link),
@@ -721,7 +758,12 @@ mod tests {
     fn parsing_tolerates_unknown_fields_and_missing_optional_ones() {
         let manifest = raw(
             "m1",
-            &[("type", "notification"), ("severity", "warning"), ("recipient", "bob@desk"), ("futureLabel", "x")],
+            &[
+                ("type", "notification"),
+                ("severity", "warning"),
+                ("recipient", "bob@desk"),
+                ("futureLabel", "x"),
+            ],
             r#"{"schemaVersion":1,"title":"Disk almost full","created":"2022-05-19T12:00:00+02:00",
                 "message":null,"extra":{"nested":[1,2]},"priority":7}"#,
         );
@@ -740,19 +782,105 @@ mod tests {
         let good_data = r#"{"schemaVersion":1,"title":"t","created":"2022-05-19T10:00:00Z"}"#;
         let cases: Vec<(StoredManifest, &str)> = vec![
             (raw("m1", &GOOD_LABELS[..2], good_data), "recipient"),
-            (raw("m2", &[GOOD_LABELS[0], GOOD_LABELS[2]], good_data), "severity"),
-            (raw("m3", &[("type", "notification"), ("severity", "fatal"), ("recipient", "*")], good_data), "fatal"),
-            (raw("m4", &[("type", "notification"), ("severity", "error"), ("recipient", "nobody")], good_data), "nobody"),
-            (raw("m5", GOOD_LABELS, r#"{"schemaVersion":1,"created":"2022-05-19T10:00:00Z"}"#), "title"),
-            (raw("m6", GOOD_LABELS, r#"{"schemaVersion":1,"title":"t","created":"yesterday"}"#), "yesterday"),
-            (raw("m7", GOOD_LABELS, r#"{"schemaVersion":2,"title":"t","created":"2022-05-19T10:00:00Z"}"#), "newer"),
-            (raw("m8", GOOD_LABELS, r#"{"title":"t","created":"2022-05-19T10:00:00Z"}"#), "schemaVersion"),
-            (raw("m9", GOOD_LABELS, r#"{"schemaVersion":1,"title":"","created":"2022-05-19T10:00:00Z"}"#), "empty"),
-            (raw("m10", GOOD_LABELS, r#"{"schemaVersion":1,"title":"t","created":"2022-05-19T10:00:00Z","link":"file:///x"}"#), "link"),
+            (
+                raw("m2", &[GOOD_LABELS[0], GOOD_LABELS[2]], good_data),
+                "severity",
+            ),
+            (
+                raw(
+                    "m3",
+                    &[
+                        ("type", "notification"),
+                        ("severity", "fatal"),
+                        ("recipient", "*"),
+                    ],
+                    good_data,
+                ),
+                "fatal",
+            ),
+            (
+                raw(
+                    "m4",
+                    &[
+                        ("type", "notification"),
+                        ("severity", "error"),
+                        ("recipient", "nobody"),
+                    ],
+                    good_data,
+                ),
+                "nobody",
+            ),
+            (
+                raw(
+                    "m5",
+                    GOOD_LABELS,
+                    r#"{"schemaVersion":1,"created":"2022-05-19T10:00:00Z"}"#,
+                ),
+                "title",
+            ),
+            (
+                raw(
+                    "m6",
+                    GOOD_LABELS,
+                    r#"{"schemaVersion":1,"title":"t","created":"yesterday"}"#,
+                ),
+                "yesterday",
+            ),
+            (
+                raw(
+                    "m7",
+                    GOOD_LABELS,
+                    r#"{"schemaVersion":2,"title":"t","created":"2022-05-19T10:00:00Z"}"#,
+                ),
+                "newer",
+            ),
+            (
+                raw(
+                    "m8",
+                    GOOD_LABELS,
+                    r#"{"title":"t","created":"2022-05-19T10:00:00Z"}"#,
+                ),
+                "schemaVersion",
+            ),
+            (
+                raw(
+                    "m9",
+                    GOOD_LABELS,
+                    r#"{"schemaVersion":1,"title":"","created":"2022-05-19T10:00:00Z"}"#,
+                ),
+                "empty",
+            ),
+            (
+                raw(
+                    "m10",
+                    GOOD_LABELS,
+                    r#"{"schemaVersion":1,"title":"t","created":"2022-05-19T10:00:00Z","link":"file:///x"}"#,
+                ),
+                "link",
+            ),
             (raw("m11", GOOD_LABELS, "not json"), "payload"),
             (raw("m12", &[("type", "snapshot")], good_data), "type"),
-            (raw("m13", &[("type", "notification"), ("severity", "error"), ("recipient", "*"), ("sourceKind", "weather")], good_data), "weather"),
-            (raw("m14", GOOD_LABELS, r#"{"schemaVersion":1,"title":"t","created":"2022-05-19T10:00:00Z","origin":{"user":"nope"}}"#), "nope"),
+            (
+                raw(
+                    "m13",
+                    &[
+                        ("type", "notification"),
+                        ("severity", "error"),
+                        ("recipient", "*"),
+                        ("sourceKind", "weather"),
+                    ],
+                    good_data,
+                ),
+                "weather",
+            ),
+            (
+                raw(
+                    "m14",
+                    GOOD_LABELS,
+                    r#"{"schemaVersion":1,"title":"t","created":"2022-05-19T10:00:00Z","origin":{"user":"nope"}}"#,
+                ),
+                "nope",
+            ),
         ];
         for (manifest, needle) in cases {
             let error = Notification::from_manifest(&manifest).unwrap_err();
@@ -762,7 +890,11 @@ mod tests {
                 "{}: {text}",
                 manifest.id
             );
-            assert!(text.contains(needle), "{}: {text} lacks {needle}", manifest.id);
+            assert!(
+                text.contains(needle),
+                "{}: {text} lacks {needle}",
+                manifest.id
+            );
         }
     }
 
@@ -784,12 +916,24 @@ mod tests {
 
         let labels = &[("type", "notificationAck")];
         for (data, needle) in [
-            (r#"{"schemaVersion":1,"notificationId":"","user":"bob@desk","acknowledgedAt":"2022-05-19T10:00:00Z"}"#, "empty"),
-            (r#"{"schemaVersion":1,"notificationId":"n1","user":"bob","acknowledgedAt":"2022-05-19T10:00:00Z"}"#, "bob"),
-            (r#"{"schemaVersion":1,"notificationId":"n1","user":"bob@desk"}"#, "acknowledgedAt"),
+            (
+                r#"{"schemaVersion":1,"notificationId":"","user":"bob@desk","acknowledgedAt":"2022-05-19T10:00:00Z"}"#,
+                "empty",
+            ),
+            (
+                r#"{"schemaVersion":1,"notificationId":"n1","user":"bob","acknowledgedAt":"2022-05-19T10:00:00Z"}"#,
+                "bob",
+            ),
+            (
+                r#"{"schemaVersion":1,"notificationId":"n1","user":"bob@desk"}"#,
+                "acknowledgedAt",
+            ),
         ] {
             let error = Acknowledgement::from_manifest(&raw("a9", labels, data)).unwrap_err();
-            assert!(error.to_string().contains("a9") && error.to_string().contains(needle), "{error}");
+            assert!(
+                error.to_string().contains("a9") && error.to_string().contains(needle),
+                "{error}"
+            );
         }
     }
 
@@ -801,7 +945,10 @@ mod tests {
             "WARN".parse::<Severity>().unwrap_err().to_string(),
             "invalid severity \"WARN\": expected normal, warning or error"
         );
-        assert_eq!("upgrade".parse::<SourceKind>().unwrap(), SourceKind::Upgrade);
+        assert_eq!(
+            "upgrade".parse::<SourceKind>().unwrap(),
+            SourceKind::Upgrade
+        );
         assert!("other".parse::<SourceKind>().is_err());
         assert_eq!(Severity::Error.shout(), "ERROR");
     }

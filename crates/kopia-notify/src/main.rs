@@ -1,16 +1,27 @@
-//! `kopia-notify`: a thin command line over the kopia-repo library. It parses arguments,
-//! calls the library and prints; errors become one readable line and exit code 2.
+//! `kopia-notify`: a thin command line over the kopia-repo and kopia-notifications libraries.
+//! It parses arguments, calls the libraries and prints; errors become one readable line and
+//! exit code 2; after each notification command comes the pending-notifications summary.
 
 mod manifest_commands;
+mod notification_commands;
 mod output;
+mod repository_access;
+mod summary;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+
+use crate::notification_commands::{NotificationCommand, Session};
+use crate::repository_access::LazyRepository;
 
 /// Exit code for every error (bad input, unreachable repository, wrong password, …).
 const EXIT_ERROR: u8 = 2;
+
+/// Fixes "now" for tests of expiry (RFC 3339); not for everyday use.
+const CLOCK_OVERRIDE_ENV: &str = "KOPIA_NOTIFY_NOW";
 
 #[derive(Parser)]
 #[command(
@@ -23,13 +34,23 @@ struct Cli {
     #[arg(long, global = true, env = "KOPIA_CONFIG_PATH", value_name = "PATH")]
     config_file: Option<PathBuf>,
 
+    /// Act as this user instead of the connection's username@hostname.
+    #[arg(long = "as", global = true, value_name = "USER@HOST")]
+    as_identity: Option<String>,
+
+    #[command(flatten)]
+    summary: summary::SummaryArgs,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Low-level access to the repository's manifest store.
+    #[command(flatten)]
+    Notification(NotificationCommand),
+    /// Low-level access to the repository's manifest store (prints exactly what Kopia prints,
+    /// so no summary follows it).
     #[command(subcommand)]
     Manifest(manifest_commands::ManifestCommand),
 }
@@ -47,14 +68,58 @@ fn main() -> ExitCode {
     let config_file = cli
         .config_file
         .unwrap_or_else(kopia_repo::client::default_config_path);
-    let result = match cli.command {
-        Command::Manifest(command) => manifest_commands::run(command, &config_file),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("kopia-notify: {}", output::one_line(&error));
-            ExitCode::from(EXIT_ERROR)
+    let outcome = match cli.command {
+        Command::Manifest(command) => {
+            manifest_commands::run(command, &config_file).map(|()| ExitCode::SUCCESS)
         }
-    }
+        Command::Notification(command) => run_notification_command(
+            command,
+            config_file,
+            cli.as_identity.as_deref(),
+            cli.summary.mode,
+        )
+        .map(ExitCode::from),
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("kopia-notify: {}", output::one_line(&error));
+        ExitCode::from(EXIT_ERROR)
+    })
+}
+
+fn run_notification_command(
+    command: NotificationCommand,
+    config_file: PathBuf,
+    as_identity: Option<&str>,
+    mode: summary::NotificationsMode,
+) -> anyhow::Result<u8> {
+    let identity = repository_access::current_identity(as_identity, &config_file)?;
+    let clock = clock()?;
+    let mut repository = LazyRepository::new(config_file);
+    let mut session = Session {
+        repository: &mut repository,
+        identity: identity.clone(),
+        clock: &clock,
+    };
+    let mut stdout = std::io::stdout();
+    let code = notification_commands::run(command, &mut session, &mut stdout, &mut std::io::stderr())?;
+    Ok(summary::after_command(
+        mode,
+        &mut repository,
+        &identity,
+        clock(),
+        code,
+        &mut std::io::stderr(),
+    ))
+}
+
+fn clock() -> anyhow::Result<impl Fn() -> DateTime<Utc>> {
+    let fixed = match std::env::var(CLOCK_OVERRIDE_ENV) {
+        Ok(text) => Some(
+            DateTime::parse_from_rfc3339(&text)
+                .map_err(|e| anyhow::anyhow!("{CLOCK_OVERRIDE_ENV}={text:?}: {e}"))?
+                .with_timezone(&Utc),
+        ),
+        Err(_) => None,
+    };
+    Ok(move || fixed.unwrap_or_else(Utc::now))
 }
