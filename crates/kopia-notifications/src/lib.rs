@@ -1,11 +1,13 @@
 //! The notification domain of Kopia Notifier: notifications and their acknowledgements stored as
-//! Kopia manifests, and the rules deciding what each `user@host` still has to read. No GUI, no
-//! repository code: storage is reached through the [`store::ManifestAccess`] seam.
+//! Kopia manifests, and the rules deciding what each `user@host` still has to read. No GUI:
+//! storage is reached through the [`store::ManifestAccess`] seam, which [`kopia_store`]
+//! implements over a real repository and [`store::MemoryStore`] in memory.
 
 pub mod duration;
 pub mod error;
 pub mod identity;
 pub mod inbox;
+pub mod kopia_store;
 pub mod schema;
 pub mod service;
 pub mod store;
