@@ -1,6 +1,6 @@
 //! scrypt (RFC 7914), the memory-hard password KDF behind Kopia's `scrypt-65536-8-1` (§2.2),
-//! written for speed in safe Rust: the salsa20/8 state is kept in the SIMD-friendly "diagonal"
-//! layout so that LLVM vectorizes it with baseline SSE2/NEON. Not a password-hash string format.
+//! built for speed in safe Rust: salsa20/8 runs on `wide::u32x4` rows in the "diagonal" layout
+//! (SSE2 on any x86-64, NEON on aarch64). Not a password-hash string format (no PHC strings).
 
 use std::fmt;
 
@@ -23,7 +23,7 @@ pub struct ScryptError(String);
 
 impl ScryptParams {
     /// Checks the RFC 7914 limits (`1 < N < 2^(16·r)`, `r·p < 2^30`) and that the `128·r·N`
-    /// bytes of the memory-hard array are addressable.
+    /// bytes of the memory-hard array and the `128·r·p` bytes of lanes are addressable.
     pub fn new(log2_n: u8, r: u32, p: u32) -> Result<Self, ScryptError> {
         if log2_n == 0 {
             return Err(ScryptError(
@@ -42,17 +42,18 @@ impl ScryptParams {
         if u64::from(r) * u64::from(p) >= 1 << 30 {
             return Err(ScryptError(format!("r·p = {r}·{p} must be below 2^30")));
         }
-        let too_big = || {
-            ScryptError(format!(
-                "128·r·N bytes (r={r}, N=2^{log2_n}) do not fit memory"
-            ))
+        let lane_bytes = 128 * u128::from(r);
+        let work_area = if log2_n < 64 {
+            lane_bytes << log2_n
+        } else {
+            u128::MAX
         };
-        let n = 1usize.checked_shl(log2_n.into()).ok_or_else(too_big)?;
-        128usize
-            .checked_mul(r as usize)
-            .and_then(|block| block.checked_mul(n))
-            .and_then(|v| v.checked_mul(2)) // V plus headroom: keep indexes well inside usize
-            .ok_or_else(too_big)?;
+        let lanes = lane_bytes * u128::from(p);
+        if work_area.max(lanes) > isize::MAX as u128 {
+            return Err(ScryptError(format!(
+                "128·r·N and 128·r·p bytes (r={r}, N=2^{log2_n}, p={p}) do not fit memory"
+            )));
+        }
         Ok(ScryptParams { log2_n, r, p })
     }
 
@@ -189,37 +190,43 @@ fn salsa20_8(input: Block) -> Block {
     [input[0] + x0, input[1] + x1, input[2] + x2, input[3] + x3]
 }
 
-/// BlockMix of `input` (`2r` blocks), XORed first with `mask` when given, into `out`: the even
-/// outputs fill the first half, the odd ones the second (RFC 7914 §4).
+/// BlockMix (RFC 7914 §4) of `input` (`2r` blocks) into `out`: the even outputs fill the first
+/// half, the odd ones the second.
 #[inline(always)]
-fn block_mix(input: &[Block], mask: Option<&[Block]>, out: &mut [Block]) {
-    let masked = |i: usize| match mask {
-        Some(mask) => xor_blocks(&input[i], &mask[i]),
-        None => input[i],
-    };
+fn block_mix(input: &[Block], out: &mut [Block]) {
     let (even, odd) = out.split_at_mut(input.len() / 2);
-    let mut x = masked(input.len() - 1);
-    for (i, (e, o)) in even.iter_mut().zip(odd).enumerate() {
-        x = salsa20_8(xor_blocks(&x, &masked(2 * i)));
-        *e = x;
-        x = salsa20_8(xor_blocks(&x, &masked(2 * i + 1)));
-        *o = x;
+    let mut x = input[input.len() - 1];
+    for ((even, odd), pair) in even.iter_mut().zip(odd).zip(input.chunks_exact(2)) {
+        x = salsa20_8(xor_blocks(&x, &pair[0]));
+        *even = x;
+        x = salsa20_8(xor_blocks(&x, &pair[1]));
+        *odd = x;
     }
 }
 
-/// ROMix of one lane `x` (`2r` blocks), with `y` as scratch and `v` the `N × 2r`-block array.
+/// ROMix (RFC 7914 §5) of one lane `x` (`2r` blocks), with `y` as scratch and `v` the
+/// `N × 2r`-block array.
 fn ro_mix(x: &mut Vec<Block>, y: &mut Vec<Block>, v: &mut [Block]) {
     let lane = x.len();
     let n = v.len() / lane;
-    v[..lane].copy_from_slice(x);
-    for i in 1..n {
-        let (done, rest) = v.split_at_mut(i * lane);
-        block_mix(&done[(i - 1) * lane..], None, &mut rest[..lane]);
+    let mut previous: &[Block] = x;
+    for (i, out) in v.chunks_exact_mut(lane).enumerate() {
+        if i == 0 {
+            out.copy_from_slice(previous);
+        } else {
+            block_mix(previous, out);
+        }
+        previous = out;
     }
-    block_mix(&v[(n - 1) * lane..], None, x);
+    block_mix(previous, y);
+    std::mem::swap(x, y);
     for _ in 0..n {
         let j = (integerify(&x[lane - 1]) & (n as u64 - 1)) as usize;
-        block_mix(x, Some(&v[j * lane..(j + 1) * lane]), y);
+        // XOR the whole of V[j] in first: its cache lines are then fetched all at once.
+        for (a, b) in x.iter_mut().zip(&v[j * lane..(j + 1) * lane]) {
+            *a = xor_blocks(a, b);
+        }
+        block_mix(x, y);
         std::mem::swap(x, y);
     }
 }
@@ -363,6 +370,8 @@ mod tests {
             (4, 1, 0, "at least 1"),
             (16, 1, 1, "below 2^(16·r)"),
             (4, 1 << 15, 1 << 15, "below 2^30"),
+            (60, 8, 1, "do not fit memory"),
+            (200, 16, 1, "do not fit memory"),
         ] {
             let err = ScryptParams::new(log2_n, r, p).unwrap_err();
             assert!(err.to_string().contains(what), "{log2_n} {r} {p}: {err}");
