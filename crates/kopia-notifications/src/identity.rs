@@ -148,8 +148,11 @@ impl FromStr for Recipient {
             .map_err(|error| Error::InvalidRecipient {
                 text: text.to_string(),
                 reason: match error {
+                    Error::InvalidIdentity { reason, .. } if reason == "expected user@host" => {
+                        "expected all, * or user@host".to_string()
+                    }
                     Error::InvalidIdentity { reason, .. } => {
-                        format!("{reason} (expected all, * or user@host)")
+                        format!("{reason} (recipients are all, * or user@host)")
                     }
                     other => other.to_string(),
                 },

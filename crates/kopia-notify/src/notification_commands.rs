@@ -135,7 +135,6 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     expires_in: Option<String>,
     /// After the command, print `{"exitCode","notification"}` on standard output.
-    /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
     /// The command and its arguments (after `--`).
