@@ -1,6 +1,8 @@
-//! Kopia Notifier desktop app. The tray app arrives with the desktop issue; until then this
-//! binary only points users at the CLI.
+//! Kopia Notifier: the tray app. Everything lives in the library (`src-tauri/lib.rs`).
+
+// No console window on Windows release builds.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
 fn main() {
-    eprintln!("kopia-notifier: the desktop app is not built yet; use `kopia-notify` meanwhile.");
-    std::process::exit(2);
+    kopia_notifier::run();
 }

@@ -148,9 +148,10 @@ impl FromStr for Recipient {
             .map_err(|error| Error::InvalidRecipient {
                 text: text.to_string(),
                 reason: match error {
-                    Error::InvalidIdentity { reason, .. } if reason == "expected user@host" => {
-                        "expected all, * or user@host".to_string()
-                    }
+                    Error::InvalidIdentity {
+                        reason: "expected user@host",
+                        ..
+                    } => "expected all, * or user@host".to_string(),
                     Error::InvalidIdentity { reason, .. } => {
                         format!("{reason} (recipients are all, * or user@host)")
                     }

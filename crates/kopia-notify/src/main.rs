@@ -17,6 +17,9 @@ use clap::{Parser, Subcommand};
 use crate::notification_commands::{NotificationCommand, Session};
 use crate::repository_access::LazyRepository;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for every error (bad input, unreachable repository, wrong password, …).
 const EXIT_ERROR: u8 = 2;
 
@@ -101,7 +104,8 @@ fn run_notification_command(
         clock: &clock,
     };
     let mut stdout = std::io::stdout();
-    let code = notification_commands::run(command, &mut session, &mut stdout, &mut std::io::stderr())?;
+    let code =
+        notification_commands::run(command, &mut session, &mut stdout, &mut std::io::stderr())?;
     Ok(summary::after_command(
         mode,
         &mut repository,

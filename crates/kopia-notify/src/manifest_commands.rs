@@ -148,11 +148,8 @@ fn list(store: &ManifestStore, filter: &Labels, json: bool) -> Result<()> {
         write!(out, "[")?;
         for (i, entry) in entries.iter().enumerate() {
             let separator = if i == 0 { "\n " } else { ",\n " };
-            write!(
-                out,
-                "{separator}{}",
-                serde_json::to_string(&entry.metadata())?
-            )?;
+            out.write_all(separator.as_bytes())?;
+            serde_json::to_writer(&mut out, &entry.metadata())?;
         }
         write!(out, "\n]")?;
     } else {

@@ -83,6 +83,23 @@ pub fn store_password_in_keyring(config_path: &Path, password: &str) -> Result<(
     platform::store(&service, &keyring_username(), password)
 }
 
+/// Reads a secret another application keeps under its own naming (`service`, `account`), with
+/// the same attributes, timeout and "no keyring means no entry" rule as
+/// [`read_keyring_password`].
+pub fn read_secret(service: &str, account: &str) -> Result<Option<String>> {
+    platform::read(service.to_string(), account.to_string())
+}
+
+/// Stores (or replaces) a secret under `service` and `account`.
+pub fn store_secret(service: &str, account: &str, secret: &str) -> Result<()> {
+    platform::store(service, account, secret)
+}
+
+/// Deletes the secrets under `service` and `account`; none there is not an error.
+pub fn delete_secret(service: &str, account: &str) -> Result<()> {
+    platform::delete(service, account)
+}
+
 #[cfg(target_os = "linux")]
 mod platform {
     use std::collections::HashMap;
@@ -183,6 +200,31 @@ mod platform {
             .map_err(|_| Error::Keyring("keyring update failed unexpectedly".to_string()))?
     }
 
+    pub(super) fn delete(service: &str, user: &str) -> Result<()> {
+        let (service, user) = (service.to_string(), user.to_string());
+        std::thread::Builder::new()
+            .name("kopia-keyring".to_string())
+            .spawn(move || delete_on_this_thread(&service, &user))
+            .map_err(|e| Error::Keyring(format!("cannot start keyring update: {e}")))?
+            .join()
+            .map_err(|_| Error::Keyring("keyring update failed unexpectedly".to_string()))?
+    }
+
+    fn delete_on_this_thread(service: &str, user: &str) -> Result<()> {
+        let failed = |e: secret_service::Error| Error::Keyring(format!("deleting {service}: {e}"));
+        let secret_service = match connect() {
+            Ok(s) => s,
+            Err(_) => return Ok(()), // no keyring, nothing stored
+        };
+        let found = secret_service
+            .search_items(attributes(service, user))
+            .map_err(failed)?;
+        for item in found.unlocked.iter().chain(found.locked.iter()) {
+            item.delete().map_err(failed)?;
+        }
+        Ok(())
+    }
+
     fn store_on_this_thread(service: &str, user: &str, password: &str) -> Result<()> {
         let failed = |e: secret_service::Error| Error::Keyring(format!("storing {service}: {e}"));
         let secret_service =
@@ -214,6 +256,10 @@ mod platform {
 
     pub(super) fn store(_service: &str, _user: &str, _password: &str) -> Result<()> {
         Err(Error::Unsupported("OS keyring on this system".to_string()))
+    }
+
+    pub(super) fn delete(_service: &str, _user: &str) -> Result<()> {
+        Ok(())
     }
 }
 

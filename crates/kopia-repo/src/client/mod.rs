@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub use config::{load, parse_config, ClientConfig, FilesystemConfig};
 pub use keyring::{
-    keyring_item_id, keyring_username, read_keyring_password, store_password_in_keyring,
+    delete_secret, keyring_item_id, keyring_username, read_keyring_password, read_secret,
+    store_password_in_keyring, store_secret,
 };
 pub use password::{
     decode_password_file, password_file_path, resolve_password, resolve_password_from,

@@ -1,0 +1,27 @@
+//! The GUI-free heart of Kopia Notifier: one poller per configured repository, the popup and
+//! acknowledgement state kept in SQLite across restarts, settings and first-run import. The
+//! Tauri shell drives it through [`EngineHandle`] and listens to [`EngineEvent`]s; it holds no
+//! notification rules itself (those live in `kopia-notifications`).
+
+mod diff;
+mod engine;
+mod error;
+mod poller;
+mod secrets;
+mod source;
+mod state;
+mod types;
+
+pub use diff::{diff_pending, PendingDiff, PendingEntry};
+pub use engine::{
+    Engine, EngineHandle, EngineOptions, MAX_POLL_INTERVAL_SECS, MIN_POLL_INTERVAL_SECS,
+};
+pub use error::EngineError;
+pub use poller::backoff;
+pub use secrets::{MemorySecrets, OsKeyring, SecretStore, KEYRING_SERVICE};
+pub use source::{DEMO_DIR_NAME, DEMO_PASSWORD};
+pub use state::STATE_FILE_NAME;
+pub use types::{
+    AckResult, AddRepository, EngineConfig, EngineEvent, NotificationView, Overview, RepoId,
+    RepositoryStatus, RepositoryView, Settings, TrayIcon, TrayState,
+};

@@ -1,0 +1,64 @@
+//! Where passwords of repositories added by path live: the OS keyring (service
+//! [`KEYRING_SERVICE`], account = the repository path), behind a small trait so tests and
+//! headless runs can use memory instead. Never a file of ours.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Our keyring item's service name; Kopia's own items are named differently.
+pub const KEYRING_SERVICE: &str = "kopia-notifier";
+
+/// Passwords by account. Errors are messages for people (e.g. "the keyring is locked").
+pub trait SecretStore: Send + Sync {
+    fn read(&self, account: &str) -> Result<Option<String>, String>;
+    fn store(&self, account: &str, secret: &str) -> Result<(), String>;
+    fn delete(&self, account: &str) -> Result<(), String>;
+}
+
+/// The desktop's keyring (Secret Service on Linux).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsKeyring;
+
+impl SecretStore for OsKeyring {
+    fn read(&self, account: &str) -> Result<Option<String>, String> {
+        kopia_repo::client::read_secret(KEYRING_SERVICE, account).map_err(|e| e.to_string())
+    }
+
+    fn store(&self, account: &str, secret: &str) -> Result<(), String> {
+        kopia_repo::client::store_secret(KEYRING_SERVICE, account, secret)
+            .map_err(|e| e.to_string())
+    }
+
+    fn delete(&self, account: &str) -> Result<(), String> {
+        kopia_repo::client::delete_secret(KEYRING_SERVICE, account).map_err(|e| e.to_string())
+    }
+}
+
+/// Secrets in memory, gone with the process: for tests.
+#[derive(Debug, Default)]
+pub struct MemorySecrets {
+    secrets: Mutex<HashMap<String, String>>,
+}
+
+impl MemorySecrets {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        // A panic elsewhere cannot leave a map half-updated: recover the guard.
+        self.secrets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl SecretStore for MemorySecrets {
+    fn read(&self, account: &str) -> Result<Option<String>, String> {
+        Ok(self.map().get(account).cloned())
+    }
+
+    fn store(&self, account: &str, secret: &str) -> Result<(), String> {
+        self.map().insert(account.to_string(), secret.to_string());
+        Ok(())
+    }
+
+    fn delete(&self, account: &str) -> Result<(), String> {
+        self.map().remove(account);
+        Ok(())
+    }
+}

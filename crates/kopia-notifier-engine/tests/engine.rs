@@ -1,0 +1,684 @@
+//! The engine end to end over real (temporary) Kopia repositories created by kopia-repo:
+//! popups, restarts, filesystem events, acknowledgements, offline queueing, wrong passwords,
+//! settings, demo and first-run import. No Kopia binary, no keyring (memory secrets).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use kopia_notifications::kopia_store::KopiaManifests;
+use kopia_notifications::{
+    Draft, Identity, ListOptions, Notifications, Origin, Recipient, Severity,
+};
+use kopia_notifier_engine::*;
+use kopia_repo::content::writer::SessionOwner;
+use kopia_repo::repository::Repository;
+use tokio::sync::mpsc::Receiver;
+use tokio::time::{timeout, Instant};
+
+const PASSWORD: &str = "correct horse";
+const ME: &str = "alice@laptop";
+
+fn me() -> Identity {
+    ME.parse().unwrap()
+}
+
+fn owner(identity: &Identity) -> SessionOwner {
+    SessionOwner {
+        username: identity.user.clone(),
+        hostname: identity.host.clone(),
+    }
+}
+
+/// Another writer on the same repository, as `kopia-notify` on another machine would be.
+struct Writer {
+    manifests: KopiaManifests,
+}
+
+impl Writer {
+    fn open(path: &Path, who: &Identity) -> Self {
+        let repository = Repository::open_filesystem(path, PASSWORD).unwrap();
+        Writer {
+            manifests: KopiaManifests::new(repository, owner(who)).unwrap(),
+        }
+    }
+
+    fn send(&mut self, severity: Severity, title: &str) -> String {
+        self.manifests.refresh().unwrap();
+        let origin = Origin {
+            user: "backup@nas".parse().unwrap(),
+            command: None,
+        };
+        let draft = Draft::new(severity, Recipient::All, title, origin);
+        Notifications::new(&mut self.manifests)
+            .send(&draft, Utc::now())
+            .unwrap()
+    }
+
+    fn ack(&mut self, who: &Identity, id: &str) {
+        self.manifests.refresh().unwrap();
+        Notifications::new(&mut self.manifests)
+            .ack(who, &[id.to_string()], Utc::now())
+            .unwrap();
+    }
+
+    fn pending_ids(&mut self, who: &Identity) -> Vec<String> {
+        self.manifests.refresh().unwrap();
+        Notifications::new(&mut self.manifests)
+            .list(who, Utc::now(), ListOptions::default())
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|item| item.notification.id)
+            .collect()
+    }
+
+    /// Acknowledgement manifests written by `who` for `id`.
+    fn ack_count(&mut self, who: &Identity, id: &str) -> usize {
+        self.manifests.refresh().unwrap();
+        let inbox = Notifications::new(&mut self.manifests).inbox().unwrap();
+        inbox
+            .acknowledgements()
+            .iter()
+            .filter(|ack| ack.notification_id == id && &ack.user == who)
+            .count()
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    repo_path: PathBuf,
+    secrets: Arc<MemorySecrets>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let repo_path = dir.path().join("repo");
+        Repository::create_filesystem(&repo_path, PASSWORD, &owner(&me())).unwrap();
+        Fixture {
+            data_dir: dir.path().join("data"),
+            repo_path,
+            secrets: Arc::new(MemorySecrets::default()),
+            _dir: dir,
+        }
+    }
+
+    fn options(&self) -> EngineOptions {
+        EngineOptions {
+            secrets: self.secrets.clone(),
+            discover_kopia_configs: Arc::new(Vec::new),
+            min_backoff: Duration::from_millis(300),
+            max_backoff: Duration::from_secs(1),
+            ..EngineOptions::default()
+        }
+    }
+
+    async fn start(&self) -> (EngineHandle, Receiver<EngineEvent>) {
+        self.start_with(self.options(), false).await
+    }
+
+    async fn start_with(
+        &self,
+        options: EngineOptions,
+        demo: bool,
+    ) -> (EngineHandle, Receiver<EngineEvent>) {
+        let config = EngineConfig {
+            data_dir: self.data_dir.clone(),
+            demo,
+        };
+        Engine::start_with(config, options).await.unwrap()
+    }
+
+    /// A started engine acting as alice@laptop, with the fixture's repository added.
+    async fn started_with_repo(&self) -> (EngineHandle, Receiver<EngineEvent>, RepoId) {
+        let (engine, events) = self.start().await;
+        engine
+            .update_settings(Settings {
+                identity_override: Some(ME.into()),
+                ..Settings::default()
+            })
+            .await
+            .unwrap();
+        let repo = engine
+            .add_repository(AddRepository::Filesystem {
+                path: self.repo_path.clone(),
+                password: PASSWORD.into(),
+                name: Some("Test".into()),
+            })
+            .await
+            .unwrap();
+        wait_status(&engine, repo, |s| matches!(s, RepositoryStatus::Ok { .. })).await;
+        (engine, events, repo)
+    }
+}
+
+/// Waits for an event matching `want`, returning it; fails after `limit`.
+async fn wait_event(
+    events: &mut Receiver<EngineEvent>,
+    limit: Duration,
+    mut want: impl FnMut(&EngineEvent) -> bool,
+) -> EngineEvent {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, events.recv()).await {
+            Ok(Some(event)) if want(&event) => return event,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("event stream closed"),
+            Err(_) => panic!("no matching event within {limit:?}"),
+        }
+    }
+}
+
+/// Collects the events of the next `window`.
+async fn events_during(events: &mut Receiver<EngineEvent>, window: Duration) -> Vec<EngineEvent> {
+    let deadline = Instant::now() + window;
+    let mut seen = Vec::new();
+    while let Ok(Some(event)) = timeout(
+        deadline.saturating_duration_since(Instant::now()),
+        events.recv(),
+    )
+    .await
+    {
+        seen.push(event);
+    }
+    seen
+}
+
+async fn wait_status(
+    engine: &EngineHandle,
+    repo: RepoId,
+    want: impl Fn(&RepositoryStatus) -> bool,
+) -> Overview {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let overview = engine.overview().await;
+        if let Some(view) = overview.repositories.iter().find(|r| r.id == repo) {
+            if want(&view.status) {
+                return overview;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never reached: {overview:#?}"
+        );
+        // Polls without consuming events: callers look at them afterwards.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn popped_ids(event: &EngineEvent) -> Vec<String> {
+    match event {
+        EngineEvent::NewPending { items, .. } => items.iter().map(|i| i.id.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn is_new_pending(event: &EngineEvent) -> bool {
+    matches!(event, EngineEvent::NewPending { .. })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_then_existing_notifications_pop_once_across_restarts() {
+    let fixture = Fixture::new();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    let error = writer.send(Severity::Error, "Snapshot failed");
+    let normal = writer.send(Severity::Normal, "Maintenance done");
+
+    let (engine, _events) = fixture.start().await;
+    let overview = engine.overview().await;
+    assert!(overview.onboarding);
+    assert!(overview.repositories.is_empty());
+    drop(_events);
+    engine.shutdown().await;
+
+    let (engine, mut events) = fixture.start().await;
+    engine
+        .update_settings(Settings {
+            identity_override: Some(ME.into()),
+            ..Settings::default()
+        })
+        .await
+        .unwrap();
+    let repo = engine
+        .add_repository(AddRepository::Filesystem {
+            path: fixture.repo_path.clone(),
+            password: PASSWORD.into(),
+            name: None,
+        })
+        .await
+        .unwrap();
+    // Default minimum severity is warning: only the error pops.
+    let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
+    assert_eq!(popped_ids(&event), [error.as_str()]);
+    engine.mark_popup_shown(repo, &error).await.unwrap();
+    let overview = engine.overview().await;
+    assert!(!overview.onboarding);
+    assert_eq!(overview.repositories[0].name, "repo");
+    assert_eq!(overview.repositories[0].identity, ME);
+    assert_eq!(overview.notifications.len(), 2);
+    assert_eq!(overview.notifications[0].id, normal, "newest first");
+    assert_eq!((overview.tray.errors, overview.tray.normal), (1, 1));
+    assert_eq!(overview.tray.icon(), TrayIcon::Errors);
+    assert_eq!(overview.tray.status_line(), "1 error, 1 notice");
+    // The password went to the secret store, keyed by the repository path.
+    let account = fixture.repo_path.display().to_string();
+    assert_eq!(
+        fixture.secrets.read(&account).unwrap().as_deref(),
+        Some(PASSWORD)
+    );
+    engine.shutdown().await;
+
+    // Restart on the same data dir: the list is there at once, nothing pops again.
+    let (engine, mut events) = fixture.start().await;
+    let overview = engine.overview().await;
+    assert_eq!(overview.repositories.len(), 1);
+    wait_status(&engine, repo, |s| matches!(s, RepositoryStatus::Ok { .. })).await;
+    let seen = events_during(&mut events, Duration::from_millis(800)).await;
+    assert!(!seen.iter().any(is_new_pending), "{seen:?}");
+    // A new one still pops, and only it.
+    let warning = writer.send(Severity::Warning, "Disk almost full");
+    let event = wait_event(&mut events, Duration::from_secs(5), is_new_pending).await;
+    assert_eq!(popped_ids(&event), [warning]);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_entry_pops_within_two_seconds_through_filesystem_events() {
+    let fixture = Fixture::new();
+    let (engine, mut events, repo) = fixture.started_with_repo().await;
+    assert_eq!(engine.settings().await.poll_interval_secs, 60);
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    // Let the engine's first refresh settle.
+    events_during(&mut events, Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let id = writer.send(Severity::Error, "Maintenance failed");
+    let event = wait_event(&mut events, Duration::from_secs(2), is_new_pending).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    match event {
+        EngineEvent::NewPending { repo: r, items } => {
+            assert_eq!(r, repo);
+            assert_eq!(items.len(), 1);
+            assert_eq!(items[0].id, id);
+            assert_eq!(items[0].title, "Maintenance failed");
+            assert_eq!(items[0].severity, "error");
+            assert_eq!(items[0].origin_host, "nas");
+            assert_eq!(items[0].repo_name, "Test");
+        }
+        other => panic!("{other:?}"),
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_here_writes_and_acknowledging_elsewhere_withdraws() {
+    let fixture = Fixture::new();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    let first = writer.send(Severity::Error, "First");
+    let second = writer.send(Severity::Warning, "Second");
+    let (engine, mut events, repo) = fixture.started_with_repo().await;
+    wait_event(&mut events, Duration::from_secs(5), is_new_pending).await;
+
+    // Here: written, no longer pending for kopia-notify, withdrawn.
+    assert_eq!(engine.ack(repo, &first).await.unwrap(), AckResult::Written);
+    assert_eq!(writer.pending_ids(&me()), [second.as_str()]);
+    wait_event(
+        &mut events,
+        Duration::from_secs(5),
+        |e| matches!(e, EngineEvent::Withdrawn { ids, .. } if ids == std::slice::from_ref(&first)),
+    )
+    .await;
+    let overview = engine.overview().await;
+    let acked = overview
+        .notifications
+        .iter()
+        .find(|n| n.id == first)
+        .unwrap();
+    assert!(acked.acknowledged_at.is_some() && !acked.ack_pending);
+    assert_eq!((overview.tray.errors, overview.tray.warnings), (0, 1));
+    // Again: nothing new is written.
+    assert_eq!(engine.ack(repo, &first).await.unwrap(), AckResult::Written);
+    assert_eq!(writer.ack_count(&me(), &first), 1);
+    assert!(engine.ack(repo, "ffffffff").await.is_err());
+    assert!(matches!(
+        engine.ack(999, &first).await,
+        Err(EngineError::UnknownRepository(999))
+    ));
+
+    // Someone else acknowledging changes nothing for us.
+    let bob: Identity = "bob@desk".parse().unwrap();
+    writer.ack(&bob, &second);
+    let seen = events_during(&mut events, Duration::from_millis(800)).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, EngineEvent::Withdrawn { .. })),
+        "{seen:?}"
+    );
+    // The same identity acknowledging from another process: withdrawn.
+    writer.ack(&me(), &second);
+    wait_event(&mut events, Duration::from_secs(2), |e| {
+        matches!(e, EngineEvent::Withdrawn { repo: r, ids } if *r == repo && ids == std::slice::from_ref(&second))
+    })
+    .await;
+    let overview = engine.overview().await;
+    assert_eq!(overview.tray.pending(), 0);
+    assert_eq!(overview.tray.status_line(), "All clear");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_acks_are_queued_and_written_once_when_storage_returns() {
+    let fixture = Fixture::new();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    let first = writer.send(Severity::Error, "First");
+    let second = writer.send(Severity::Error, "Second");
+    let (engine, mut events, repo) = fixture.started_with_repo().await;
+
+    let away = fixture.repo_path.with_file_name("repo-away");
+    std::fs::rename(&fixture.repo_path, &away).unwrap();
+    engine.check_now().await;
+    wait_event(
+        &mut events,
+        Duration::from_secs(5),
+        |e| matches!(e, EngineEvent::Changed(tray) if tray.unreachable == 1),
+    )
+    .await;
+    let overview = engine.overview().await;
+    assert!(matches!(
+        overview.repositories[0].status,
+        RepositoryStatus::Unreachable { .. }
+    ));
+    // The last known list stays viewable.
+    assert_eq!(overview.notifications.len(), 2);
+    assert_eq!(overview.tray.unreachable, 1);
+    assert_eq!(overview.tray.icon(), TrayIcon::Errors);
+
+    assert_eq!(engine.ack(repo, &first).await.unwrap(), AckResult::Queued);
+    let overview = engine.overview().await;
+    let queued = overview
+        .notifications
+        .iter()
+        .find(|n| n.id == first)
+        .unwrap();
+    assert!(queued.ack_pending && queued.acknowledged_at.is_some());
+    assert_eq!(overview.tray.errors, 1);
+    engine.shutdown().await;
+
+    // Restart while still offline (as after kill -9): the queue and the list survive.
+    let (engine, _events) = fixture.start().await;
+    wait_status(&engine, repo, |s| {
+        matches!(s, RepositoryStatus::Unreachable { .. })
+    })
+    .await;
+    let overview = engine.overview().await;
+    assert!(overview
+        .notifications
+        .iter()
+        .any(|n| n.id == first && n.ack_pending));
+    assert_eq!(engine.ack_all().await.unwrap(), 1);
+    assert_eq!(engine.overview().await.tray.errors, 0);
+
+    // Storage returns: recovered by itself (backoff), both acknowledgements written once.
+    std::fs::rename(&away, &fixture.repo_path).unwrap();
+    wait_status(&engine, repo, |s| matches!(s, RepositoryStatus::Ok { .. })).await;
+    let overview = engine.overview().await;
+    assert!(overview
+        .notifications
+        .iter()
+        .all(|n| n.acknowledged_at.is_some() && !n.ack_pending));
+    assert!(writer.pending_ids(&me()).is_empty());
+    assert_eq!(writer.ack_count(&me(), &first), 1);
+    assert_eq!(writer.ack_count(&me(), &second), 1);
+    engine.shutdown().await;
+
+    // Nothing is replayed on the next start.
+    let (engine, _events) = fixture.start().await;
+    wait_status(&engine, repo, |s| matches!(s, RepositoryStatus::Ok { .. })).await;
+    assert_eq!(writer.ack_count(&me(), &first), 1);
+    engine.shutdown().await;
+}
+
+fn write_kopia_config(dir: &Path, repo: &Path, password: &str) -> PathBuf {
+    let config = dir.join("repository.config");
+    let json = serde_json::json!({
+        "storage": {"type": "filesystem", "config": {"path": repo}},
+        "hostname": "laptop",
+        "username": "alice",
+        "description": "My backups",
+    });
+    std::fs::write(&config, json.to_string()).unwrap();
+    let encoded = base64_std(password.as_bytes());
+    std::fs::write(dir.join("repository.config.kopia-password"), encoded).unwrap();
+    config
+}
+
+/// Standard base64, as Kopia writes its password file.
+fn base64_std(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_imports_kopia_connections_once_and_wrong_passwords_show() {
+    let fixture = Fixture::new();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    let id = writer.send(Severity::Error, "Imported");
+    let kopia_dir = fixture.data_dir.with_file_name("kopia");
+    std::fs::create_dir_all(&kopia_dir).unwrap();
+    let config = write_kopia_config(&kopia_dir, &fixture.repo_path, "not the password");
+    let found = config.clone();
+    let options = EngineOptions {
+        discover_kopia_configs: Arc::new(move || vec![found.clone()]),
+        ..fixture.options()
+    };
+    let (engine, mut events) = fixture.start_with(options.clone(), false).await;
+    let overview = engine.overview().await;
+    assert_eq!(overview.repositories.len(), 1);
+    let repo = overview.repositories[0].id;
+    assert_eq!(overview.repositories[0].name, "My backups");
+    assert_eq!(
+        overview.repositories[0].location,
+        fixture.repo_path.display().to_string()
+    );
+    let overview = wait_status(&engine, repo, |s| *s == RepositoryStatus::WrongPassword).await;
+    assert_eq!(overview.tray.wrong_password, 1);
+    assert_eq!(overview.tray.icon(), TrayIcon::Unreachable);
+    // No retry storm: nothing happens by itself.
+    events_during(&mut events, Duration::from_millis(300)).await;
+    let seen = events_during(&mut events, Duration::from_millis(700)).await;
+    assert!(seen.is_empty(), "{seen:?}");
+
+    // Fixed with Kopia (its password file), then "check now": the connection's identity is
+    // used and the notification pops.
+    write_kopia_config(&kopia_dir, &fixture.repo_path, PASSWORD);
+    engine.check_now().await;
+    let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
+    assert_eq!(popped_ids(&event), [id]);
+    assert_eq!(engine.overview().await.repositories[0].identity, ME);
+    // Adding the same config again is refused.
+    assert!(matches!(
+        engine
+            .add_repository(AddRepository::KopiaConfig {
+                path: config.clone()
+            })
+            .await,
+        Err(EngineError::AlreadyConfigured(_))
+    ));
+    // Removing it: not imported again on the next start (the first run is over).
+    engine.remove_repository(repo).await.unwrap();
+    assert!(engine.overview().await.onboarding);
+    engine.shutdown().await;
+    let (engine, _events) = fixture.start_with(options, false).await;
+    assert!(engine.overview().await.onboarding);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_when_adding_by_path() {
+    let fixture = Fixture::new();
+    let (engine, _events) = fixture.start().await;
+    let result = engine
+        .add_repository(AddRepository::Filesystem {
+            path: fixture.repo_path.clone(),
+            password: "wrong".into(),
+            name: None,
+        })
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(EngineError::Repository {
+                source: kopia_repo::Error::InvalidPassword,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(engine.overview().await.onboarding);
+    let account = fixture.repo_path.display().to_string();
+    assert_eq!(fixture.secrets.read(&account).unwrap(), None);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_whose_keyring_password_went_stale_shows_wrong_password() {
+    let fixture = Fixture::new();
+    let (engine, _events, repo) = fixture.started_with_repo().await;
+    engine.shutdown().await;
+    let account = fixture.repo_path.display().to_string();
+    fixture.secrets.store(&account, "stale").unwrap();
+    let (engine, _events) = fixture.start().await;
+    wait_status(&engine, repo, |s| *s == RepositoryStatus::WrongPassword).await;
+    // Removing forgets the keyring item.
+    engine.remove_repository(repo).await.unwrap();
+    assert_eq!(fixture.secrets.read(&account).unwrap(), None);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_round_trip_and_validation() {
+    let fixture = Fixture::new();
+    let (engine, _events) = fixture.start().await;
+    assert_eq!(engine.settings().await, Settings::default());
+    let settings = Settings {
+        poll_interval_secs: 10,
+        min_popup_severity: "error".into(),
+        identity_override: Some("bob@desk".into()),
+        launch_at_login: true,
+    };
+    engine.update_settings(settings.clone()).await.unwrap();
+    assert_eq!(engine.settings().await, settings);
+    for bad in [
+        Settings {
+            poll_interval_secs: 0,
+            ..settings.clone()
+        },
+        Settings {
+            min_popup_severity: "urgent".into(),
+            ..settings.clone()
+        },
+        Settings {
+            identity_override: Some("bob".into()),
+            ..settings.clone()
+        },
+    ] {
+        assert!(matches!(
+            engine.update_settings(bad).await,
+            Err(EngineError::InvalidSetting { .. })
+        ));
+    }
+    engine.shutdown().await;
+    let (engine, _events) = fixture.start().await;
+    assert_eq!(engine.settings().await, settings);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_popups_stay_quiet_and_are_not_shown_later() {
+    let fixture = Fixture::new();
+    let (engine, mut events, _repo) = fixture.started_with_repo().await;
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    let until = Utc::now() + chrono::Duration::hours(1);
+    engine.pause_popups(Some(until)).await;
+    let tray = engine.overview().await.tray;
+    assert_eq!(tray.paused_until, Some(until));
+    assert!(tray.status_line().ends_with("(popups paused)"));
+    let quiet = writer.send(Severity::Error, "During the pause");
+    // Listed (and counted), but not popped.
+    wait_event(
+        &mut events,
+        Duration::from_secs(3),
+        |e| matches!(e, EngineEvent::Changed(tray) if tray.errors == 1),
+    )
+    .await;
+    let seen = events_during(&mut events, Duration::from_millis(500)).await;
+    assert!(!seen.iter().any(is_new_pending), "{seen:?}");
+    engine.pause_popups(None).await;
+    let loud = writer.send(Severity::Error, "After the pause");
+    let event = wait_event(&mut events, Duration::from_secs(3), is_new_pending).await;
+    assert_eq!(popped_ids(&event), [loud]);
+    assert!(engine
+        .overview()
+        .await
+        .notifications
+        .iter()
+        .any(|n| n.id == quiet));
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_creates_a_seeded_repository_once() {
+    let fixture = Fixture::new();
+    let (engine, mut events) = fixture.start_with(fixture.options(), true).await;
+    let event = wait_event(&mut events, Duration::from_secs(15), is_new_pending).await;
+    let EngineEvent::NewPending { items, .. } = event else {
+        unreachable!()
+    };
+    // Warnings and errors pop (the default minimum), oldest first.
+    let severities: Vec<&str> = items.iter().map(|i| i.severity.as_str()).collect();
+    assert_eq!(severities, ["warning", "warning", "error", "error"]);
+    let overview = engine.overview().await;
+    assert_eq!(overview.repositories.len(), 1);
+    assert_eq!(overview.repositories[0].name, "Demo");
+    assert_eq!(overview.notifications.len(), 6);
+    assert_eq!(
+        (
+            overview.tray.errors,
+            overview.tray.warnings,
+            overview.tray.normal
+        ),
+        (2, 2, 2)
+    );
+    assert!(overview.notifications.iter().any(|n| n.link.is_some()));
+    engine.shutdown().await;
+
+    let (engine, mut events) = fixture.start_with(fixture.options(), true).await;
+    let repo = engine.overview().await.repositories[0].id;
+    wait_status(&engine, repo, |s| matches!(s, RepositoryStatus::Ok { .. })).await;
+    let seen = events_during(&mut events, Duration::from_millis(500)).await;
+    assert!(!seen.iter().any(is_new_pending), "{seen:?}");
+    let overview = engine.overview().await;
+    assert_eq!(overview.repositories.len(), 1);
+    assert_eq!(overview.notifications.len(), 6, "not seeded twice");
+    engine.shutdown().await;
+}

@@ -1,0 +1,399 @@
+//! Desktop popups for new notifications, through notify-rust (the freedesktop notification
+//! service on Linux). Decides wording, urgency and grouping; the engine decides what is new.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use kopia_notifier_engine::{EngineHandle, NotificationView, RepoId};
+use notify_rust::{Notification, NotificationResponse, Timeout, Urgency};
+use tauri::AppHandle;
+use tokio::sync::oneshot;
+
+use crate::window::{self, Target};
+
+/// More new notifications than this at once become one summary popup.
+pub const MAX_SINGLE_POPUPS: usize = 3;
+/// Popup bodies are a glance, not the whole message; the window has the rest.
+const MAX_BODY_CHARS: usize = 240;
+
+const APP_NAME: &str = "Kopia Notifier";
+const ACTION_OPEN: &str = "open";
+const ACTION_ACKNOWLEDGE: &str = "acknowledge";
+
+/// Escapes the characters the notification spec's markup gives a meaning to, so a title or
+/// message is always shown as the text it is.
+pub fn escape_markup(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            _ => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Errors stay until dismissed; never `low`, which some desktops hide.
+pub fn urgency(severity: &str) -> Urgency {
+    match severity {
+        "error" => Urgency::Critical,
+        _ => Urgency::Normal,
+    }
+}
+
+/// The first lines of a message, cut at a character boundary with an ellipsis.
+pub fn short_message(message: &str) -> String {
+    let text = message.trim();
+    if text.chars().count() <= MAX_BODY_CHARS {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(MAX_BODY_CHARS - 1).collect();
+    format!("{}…", cut.trim_end())
+}
+
+/// One popup to show.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Popup {
+    Single(NotificationView),
+    /// Stands for several new notifications; clicking it opens the window's list.
+    Summary {
+        count: usize,
+        severity: String,
+        body: String,
+    },
+}
+
+/// One popup per new notification, or one summary when there are more than
+/// [`MAX_SINGLE_POPUPS`].
+pub fn plan(items: &[NotificationView]) -> Vec<Popup> {
+    if items.len() <= MAX_SINGLE_POPUPS {
+        return items.iter().cloned().map(Popup::Single).collect();
+    }
+    let count_of = |severity: &str| items.iter().filter(|n| n.severity == severity).count();
+    let (errors, warnings, normal) = (count_of("error"), count_of("warning"), count_of("normal"));
+    let mut parts = Vec::new();
+    for (count, word) in [(errors, "error"), (warnings, "warning"), (normal, "notice")] {
+        if count > 0 {
+            parts.push(format!(
+                "{count} {word}{}",
+                if count == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    let mut repos: Vec<&str> = items.iter().map(|n| n.repo_name.as_str()).collect();
+    repos.dedup();
+    let severity = if errors > 0 {
+        "error"
+    } else if warnings > 0 {
+        "warning"
+    } else {
+        "normal"
+    };
+    vec![Popup::Summary {
+        count: items.len(),
+        severity: severity.to_string(),
+        body: format!("{} in {}", parts.join(", "), repos.join(", ")),
+    }]
+}
+
+impl Popup {
+    pub fn summary_title(count: usize) -> String {
+        format!("{count} new Kopia notifications")
+    }
+
+    /// The notify-rust notification for this popup (not yet shown).
+    pub fn to_notification(&self, icon: Option<&str>) -> Notification {
+        let mut popup = Notification::new();
+        popup.appname(APP_NAME);
+        if let Some(icon) = icon {
+            popup.icon(icon);
+        }
+        let severity = match self {
+            Popup::Single(n) => {
+                popup.summary(&escape_markup(&n.title));
+                let mut body = short_message(&n.message);
+                if !n.origin_host.is_empty() {
+                    if !body.is_empty() {
+                        body.push('\n');
+                    }
+                    body.push_str(&format!("{} · {}", n.origin_host, n.repo_name));
+                }
+                popup.body(&escape_markup(&body));
+                popup.action("default", "Open");
+                popup.action(ACTION_OPEN, "Open");
+                popup.action(ACTION_ACKNOWLEDGE, "Acknowledge");
+                n.severity.as_str()
+            }
+            Popup::Summary {
+                count,
+                severity,
+                body,
+            } => {
+                popup.summary(&Popup::summary_title(*count));
+                popup.body(&escape_markup(body));
+                popup.action("default", "Open");
+                popup.action(ACTION_OPEN, "Open");
+                severity.as_str()
+            }
+        };
+        popup.urgency(urgency(severity));
+        if severity == "error" {
+            popup.timeout(Timeout::Never);
+        }
+        popup
+    }
+}
+
+type OpenPopups = Arc<Mutex<HashMap<(RepoId, String), oneshot::Sender<()>>>>;
+
+/// Shows popups and remembers the open ones, so a notification acknowledged elsewhere
+/// withdraws its popup.
+#[derive(Clone)]
+pub struct Popups {
+    app: AppHandle,
+    engine: EngineHandle,
+    icon: Option<PathBuf>,
+    open: OpenPopups,
+}
+
+impl Popups {
+    pub fn new(app: AppHandle, engine: EngineHandle, icon: Option<PathBuf>) -> Self {
+        Popups {
+            app,
+            engine,
+            icon,
+            open: Arc::default(),
+        }
+    }
+
+    /// Shows the popups for new pending notifications of one repository and records them as
+    /// shown, so they never pop up again.
+    pub async fn show_new(&self, items: Vec<NotificationView>) {
+        let icon = self
+            .icon
+            .as_ref()
+            .and_then(|p| p.to_str())
+            .map(str::to_owned);
+        for popup in plan(&items) {
+            let covered: Vec<&NotificationView> = match &popup {
+                Popup::Single(n) => items.iter().filter(|i| i.id == n.id).collect(),
+                Popup::Summary { .. } => items.iter().collect(),
+            };
+            // Recorded only once shown: without a notification server, the next poll retries.
+            if !self.show(popup, icon.as_deref()).await {
+                continue;
+            }
+            for n in covered {
+                if let Err(error) = self.engine.mark_popup_shown(n.repo, &n.id).await {
+                    tracing::warn!("recording popup of {} as shown: {error}", n.id);
+                }
+            }
+        }
+    }
+
+    /// Shows one popup and leaves a task waiting for its action; false if it could not be shown.
+    async fn show(&self, popup: Popup, icon: Option<&str>) -> bool {
+        let key = notification_key(&popup);
+        let handle = match popup.to_notification(icon).show_async().await {
+            Ok(handle) => handle,
+            Err(error) => {
+                tracing::warn!("showing a popup failed: {error}");
+                return false;
+            }
+        };
+        // Only single popups can be withdrawn; a summary stays until dismissed or clicked.
+        let withdrawn = key.clone().map(|key| {
+            let (withdraw, withdrawn) = oneshot::channel::<()>();
+            self.lock().insert(key, withdraw);
+            withdrawn
+        });
+        let withdrawn = async move {
+            match withdrawn {
+                // A dropped sender (replaced or removed entry) also means: close it.
+                Some(withdrawn) => drop(withdrawn.await),
+                None => std::future::pending().await,
+            }
+        };
+        let this = self.clone();
+        // Waits for a click or a button without blocking the event loop; closes the popup
+        // instead when the notification is withdrawn.
+        tauri::async_runtime::spawn(async move {
+            let mut response = None;
+            tokio::select! {
+                _ = handle.wait_for_action_async(|r| response = Some(r.clone())) => {
+                    // Not every server closes a popup whose action was invoked.
+                    if matches!(response, Some(NotificationResponse::Default | NotificationResponse::Action(_))) {
+                        handle.close_async().await;
+                    }
+                }
+                _ = withdrawn => handle.close_async().await,
+            }
+            if let Some(key) = &key {
+                this.lock().remove(key);
+            }
+            if let Some(response) = response {
+                this.respond(&popup, response).await;
+            }
+        });
+        true
+    }
+
+    async fn respond(&self, popup: &Popup, response: NotificationResponse) {
+        let action = match &response {
+            NotificationResponse::Default => "default",
+            NotificationResponse::Action(action) => action.as_str(),
+            _ => return,
+        };
+        match (popup, action) {
+            (Popup::Single(n), ACTION_ACKNOWLEDGE) => {
+                if let Err(error) = self.engine.ack(n.repo, &n.id).await {
+                    tracing::warn!("acknowledging {} from its popup: {error}", n.id);
+                }
+            }
+            (Popup::Single(n), "default" | ACTION_OPEN) => window::open(
+                &self.app,
+                Some(Target::Notification {
+                    repo: n.repo,
+                    id: n.id.clone(),
+                }),
+            ),
+            (Popup::Summary { .. }, "default" | ACTION_OPEN) => {
+                window::open(&self.app, Some(Target::List))
+            }
+            _ => {}
+        }
+    }
+
+    /// Closes the open popups of notifications that are no longer pending.
+    pub fn withdraw(&self, repo: RepoId, ids: &[String]) {
+        let mut open = self.lock();
+        for id in ids {
+            if let Some(withdraw) = open.remove(&(repo, id.clone())) {
+                let _ = withdraw.send(());
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(RepoId, String), oneshot::Sender<()>>> {
+        // A panic elsewhere while holding the lock leaves the map usable.
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn notification_key(popup: &Popup) -> Option<(RepoId, String)> {
+    match popup {
+        Popup::Single(n) => Some((n.repo, n.id.clone())),
+        Popup::Summary { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn item(id: &str, severity: &str) -> NotificationView {
+        NotificationView {
+            repo: 1,
+            repo_name: "nas".into(),
+            id: id.into(),
+            severity: severity.into(),
+            title: format!("title {id}"),
+            message: "message".into(),
+            details: String::new(),
+            link: None,
+            origin_host: "laptop".into(),
+            created: Utc.with_ymd_and_hms(2025, 1, 10, 10, 0, 0).unwrap(),
+            acknowledged_at: None,
+            ack_pending: false,
+        }
+    }
+
+    #[test]
+    fn escapes_every_markup_character() {
+        assert_eq!(
+            escape_markup(r#"<b>a & "b" 'c'</b>"#),
+            "&lt;b&gt;a &amp; &quot;b&quot; &#39;c&#39;&lt;/b&gt;"
+        );
+        assert_eq!(escape_markup("plain"), "plain");
+    }
+
+    #[test]
+    fn urgency_is_critical_for_errors_and_never_low() {
+        assert_eq!(urgency("error"), Urgency::Critical);
+        assert_eq!(urgency("warning"), Urgency::Normal);
+        assert_eq!(urgency("normal"), Urgency::Normal);
+    }
+
+    #[test]
+    fn short_message_cuts_long_text_on_a_character_boundary() {
+        assert_eq!(short_message("  short  "), "short");
+        let long = "é".repeat(500);
+        let cut = short_message(&long);
+        assert_eq!(cut.chars().count(), MAX_BODY_CHARS);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn up_to_three_new_items_pop_up_one_by_one() {
+        let items = vec![
+            item("a", "error"),
+            item("b", "warning"),
+            item("c", "normal"),
+        ];
+        let popups = plan(&items);
+        assert_eq!(popups.len(), 3);
+        assert!(matches!(&popups[1], Popup::Single(n) if n.id == "b"));
+    }
+
+    #[test]
+    fn more_than_three_become_one_summary() {
+        let items: Vec<_> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .enumerate()
+            .map(|(i, id)| item(id, if i < 2 { "error" } else { "warning" }))
+            .collect();
+        let popups = plan(&items);
+        assert_eq!(
+            popups,
+            vec![Popup::Summary {
+                count: 5,
+                severity: "error".into(),
+                body: "2 errors, 3 warnings in nas".into()
+            }]
+        );
+        assert_eq!(Popup::summary_title(5), "5 new Kopia notifications");
+    }
+
+    #[test]
+    fn single_popup_escapes_text_and_sets_urgency_and_actions() {
+        let mut n = item("a", "error");
+        n.title = "<i>disk</i> & more".into();
+        let popup = Popup::Single(n).to_notification(Some("/x/icon.png"));
+        assert_eq!(popup.summary, "&lt;i&gt;disk&lt;/i&gt; &amp; more");
+        assert_eq!(popup.body, "message\nlaptop · nas");
+        assert_eq!(popup.icon, "/x/icon.png");
+        assert!(popup
+            .actions
+            .windows(2)
+            .any(|w| w[0] == "acknowledge" && w[1] == "Acknowledge"));
+        assert!(popup.actions.iter().any(|a| a == "default"));
+        assert_eq!(popup.timeout, Timeout::Never);
+        assert!(popup
+            .hints
+            .contains(&notify_rust::Hint::Urgency(Urgency::Critical)));
+
+        let warning = Popup::Single(item("b", "warning")).to_notification(None);
+        assert_eq!(warning.timeout, Timeout::Default);
+        assert!(warning
+            .hints
+            .contains(&notify_rust::Hint::Urgency(Urgency::Normal)));
+    }
+}

@@ -1,0 +1,148 @@
+// Pure functions behind the window: filtering, ordering, wording and keyboard mapping.
+// No DOM and no IPC here, so everything is unit-tested in plain node.
+
+import type { NotificationView, Severity, TrayState } from "./types";
+
+export type Tab = "pending" | "history";
+export type SeverityFilter = Severity | "all";
+
+export interface Filter {
+  tab: Tab;
+  severity: SeverityFilter;
+  /** A repository id, or "all". */
+  repo: number | "all";
+}
+
+export const DEFAULT_FILTER: Filter = { tab: "pending", severity: "all", repo: "all" };
+
+const SEVERITY_RANK: Record<Severity, number> = { error: 2, warning: 1, normal: 0 };
+
+/** Stable key of one notification across repositories (ids are only unique per repository). */
+export function notificationKey(n: Pick<NotificationView, "repo" | "id">): string {
+  return `${n.repo}/${n.id}`;
+}
+
+export function isAcknowledged(n: NotificationView): boolean {
+  return n.acknowledgedAt !== null || n.ackPending;
+}
+
+/**
+ * The rows of the list for a filter: pending ones newest first; history (acknowledged, including
+ * acknowledgements still queued) most recently acknowledged first.
+ */
+export function visibleNotifications(all: NotificationView[], filter: Filter): NotificationView[] {
+  const rows = all.filter(
+    (n) =>
+      (filter.tab === "history") === isAcknowledged(n) &&
+      (filter.severity === "all" || n.severity === filter.severity) &&
+      (filter.repo === "all" || n.repo === filter.repo),
+  );
+  const time = (n: NotificationView) =>
+    Date.parse(filter.tab === "history" ? (n.acknowledgedAt ?? n.created) : n.created) || 0;
+  return rows.sort((a, b) => time(b) - time(a) || SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity]);
+}
+
+/** "just now", "5 min ago", "3 h ago", "2 days ago", or the date past a month. */
+export function formatAge(timestamp: string, now: Date): string {
+  const then = Date.parse(timestamp);
+  if (Number.isNaN(then)) return "";
+  const seconds = Math.max(0, Math.round((now.getTime() - then) / 1000));
+  if (seconds < 60) return "just now";
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours} h ago`;
+  const days = Math.floor(hours / 24);
+  if (days < 31) return days === 1 ? "yesterday" : `${days} days ago`;
+  return new Date(then).toISOString().slice(0, 10);
+}
+
+/** A full local date and time for tooltips and the detail view. */
+export function formatTimestamp(timestamp: string): string {
+  const then = Date.parse(timestamp);
+  if (Number.isNaN(then)) return timestamp;
+  return new Date(then).toLocaleString();
+}
+
+export const SEVERITY_LABEL: Record<Severity, string> = {
+  error: "Error",
+  warning: "Warning",
+  normal: "Info",
+};
+
+/** A glyph per severity, so severity never rests on colour alone. */
+export const SEVERITY_GLYPH: Record<Severity, string> = {
+  error: "✕",
+  warning: "!",
+  normal: "i",
+};
+
+function plural(count: number, word: string): string {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
+/** The window's status line, worded like the tray's (the engine's `TrayState::status_line`). */
+export function statusLine(tray: TrayState, now: Date): string {
+  const parts: string[] = [];
+  if (tray.errors) parts.push(plural(tray.errors, "error"));
+  if (tray.warnings) parts.push(plural(tray.warnings, "warning"));
+  if (tray.normal) parts.push(plural(tray.normal, "notice"));
+  if (tray.unreachable) {
+    parts.push(`${tray.unreachable} ${tray.unreachable === 1 ? "repository" : "repositories"} unreachable`);
+  }
+  if (tray.wrongPassword) {
+    parts.push(`${tray.wrongPassword} ${tray.wrongPassword === 1 ? "repository" : "repositories"} with a wrong password`);
+  }
+  let line = parts.length ? parts.join(", ") : "All clear";
+  if (tray.pausedUntil && Date.parse(tray.pausedUntil) > now.getTime()) {
+    line += " (popups paused)";
+  }
+  return line;
+}
+
+/** Only absolute http(s) URLs are ever offered as links. */
+export function isSafeLink(url: string | null | undefined): url is string {
+  if (!url) return false;
+  try {
+    const parsed = new URL(url);
+    return (parsed.protocol === "http:" || parsed.protocol === "https:") && parsed.host !== "";
+  } catch {
+    return false;
+  }
+}
+
+export type KeyAction = "next" | "previous" | "open" | "acknowledge" | "back" | null;
+
+/** Maps a key press to what it does; keys typed into form fields are left alone. */
+export function keyAction(key: string, inFormField: boolean): KeyAction {
+  if (key === "Escape") return "back";
+  if (inFormField) return null;
+  switch (key) {
+    case "ArrowDown":
+    case "j":
+      return "next";
+    case "ArrowUp":
+    case "k":
+      return "previous";
+    case "Enter":
+      return "open";
+    case "a":
+      return "acknowledge";
+    default:
+      return null;
+  }
+}
+
+/** Moves a selection within a list of `length` rows, clamped at both ends. */
+export function moveSelection(index: number, delta: number, length: number): number {
+  if (length === 0) return -1;
+  if (index < 0) return delta > 0 ? 0 : length - 1;
+  return Math.min(length - 1, Math.max(0, index + delta));
+}
+
+/** Parses the `#/n/<repo>/<id>` route the app opens the window with after a popup click. */
+export function parseRoute(hash: string): { repo: number; id: string } | null {
+  const match = /^#\/n\/(\d+)\/([^/]+)$/.exec(hash);
+  if (!match) return null;
+  return { repo: Number(match[1]), id: decodeURIComponent(match[2]) };
+}
