@@ -1,0 +1,485 @@
+//! End to end on a headless desktop: the built `kopia-notifier` app under Xvfb with a private
+//! session bus, dunst and a tray watcher, driven by `kopia-notify`, D-Bus (popup actions, the
+//! tray menu) and WebDriver (the window). One app instance for the whole scenario.
+//!
+//! Needs the Debian packages xvfb, dbus, dunst, webkit2gtk-driver and xdotool (skipped loudly
+//! without them, failing under `CI=true`), and builds the app and CLI itself. The `kopia
+//! snapshot create` step needs the real kopia (see `kopia_fixtures::require_kopia`).
+//! Run: `cargo test -p kopia-notifier-tests --test desktop -- --nocapture`.
+
+#[path = "support/desktop/mod.rs"]
+mod desktop;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use desktop::bus::{item_property, PopupMonitor, TrayMenu, TrayWatcher};
+use desktop::session::{build_binaries, require_desktop_tools, wait_for, Desktop};
+use desktop::webdriver::WebDriver;
+use serde_json::Value;
+
+const APP_TITLE: &str = "Kopia Notifier";
+/// What the `--demo` repository is seeded with: two of each severity.
+const DEMO_STATUS: &str = "2 errors, 2 warnings, 2 notices";
+const STARTUP: Duration = Duration::from_secs(60);
+const SOON: Duration = Duration::from_secs(20);
+
+#[test]
+fn popups_window_tray_and_acknowledgement_end_to_end() {
+    if !require_desktop_tools() {
+        return;
+    }
+    let kopia = kopia_fixtures::require_kopia();
+    let started = Instant::now();
+    let binaries = build_binaries();
+    eprintln!("desktop test: binaries ready after {:?}", started.elapsed());
+
+    let mut desktop = Desktop::start();
+    desktop.start_dunst();
+    let watcher = TrayWatcher::start(desktop.bus_address());
+    let monitor = PopupMonitor::start(desktop.bus_address());
+
+    let data_dir = desktop.root().join("data");
+    let (inspector_port, driver_port) = (free_port(), free_port());
+    let mut app = desktop.command(&binaries.app);
+    app.args(["--demo", "--hidden", "--data-dir"])
+        .arg(&data_dir)
+        .env("RUST_LOG", "info,kopia_notifier=debug")
+        .env("TAURI_WEBVIEW_AUTOMATION", "true")
+        .env(
+            "WEBKIT_INSPECTOR_SERVER",
+            format!("127.0.0.1:{inspector_port}"),
+        );
+    desktop.spawn("app", app);
+    let mut driver = desktop.command("WebKitWebDriver");
+    driver.args([
+        format!("--port={driver_port}"),
+        format!("--target=127.0.0.1:{inspector_port}"),
+    ]);
+    desktop.spawn("webdriver", driver);
+
+    // The tray: registered with the watcher, status line and menu over dbusmenu.
+    let item = wait_for("the app's StatusNotifierItem", STARTUP, || {
+        watcher
+            .items()
+            .first()
+            .cloned()
+            .ok_or_else(|| "nothing registered".into())
+    });
+    let status = item_property(&desktop, &item, "Status").expect("tray item Status");
+    assert_eq!(status["data"], "Active", "tray item status");
+    let menu = TrayMenu::of(&desktop, &item);
+    wait_status(&desktop, &menu, DEMO_STATUS);
+    let layout = menu.layout(&desktop).expect("tray menu");
+    for label in [
+        "Acknowledge all",
+        "Open Kopia Notifier",
+        "Check now",
+        "Pause popups",
+        "For 1 hour",
+        "Until tomorrow (8:00)",
+        "Launch at login",
+        "Settings…",
+        "Quit",
+    ] {
+        assert!(
+            layout.find(label).is_some(),
+            "no {label:?} in the tray menu: {layout:#?}"
+        );
+    }
+    assert!(
+        !layout.children[0].enabled,
+        "the status line is not clickable"
+    );
+    // Four of the demo's notifications are at least warnings: one summary popup.
+    let summary = wait_for("the demo's summary popup", SOON, || {
+        monitor.find("4 new Kopia notifications")
+    });
+    assert_eq!(
+        summary.urgency,
+        Some(2),
+        "the summary covers errors: critical"
+    );
+    assert_eq!(summary.app_name, APP_TITLE);
+
+    // Launch at login: the tray checkbox writes and removes the autostart entry.
+    let autostart_dir = desktop.home().join(".config/autostart");
+    menu.click(&desktop, "Launch at login");
+    let entry = wait_for("an autostart entry", SOON, || {
+        autostart_entry(&autostart_dir)
+    });
+    assert!(
+        entry.contains(&binaries.app.display().to_string()) && entry.contains("--hidden"),
+        "autostart entry starts the app hidden:\n{entry}"
+    );
+    wait_for("Launch at login checked", SOON, || {
+        checkbox(&desktop, &menu, 1)
+    });
+    menu.click(&desktop, "Launch at login");
+    wait_for(
+        "the autostart entry removed",
+        SOON,
+        || match autostart_entry(&autostart_dir) {
+            Ok(entry) => Err(format!("still there:\n{entry}")),
+            Err(_) => Ok(()),
+        },
+    );
+    wait_for("Launch at login unchecked", SOON, || {
+        checkbox(&desktop, &menu, 0)
+    });
+
+    // kopia-notify writes into the demo repository through a Kopia client config.
+    let cli = Cli::new(&desktop, &binaries.cli, &data_dir);
+    let error_title = "Disk sdb is failing";
+    let error_id = cli.send(&[
+        "--severity",
+        "error",
+        "--title",
+        error_title,
+        "--message",
+        "SMART reports 12 reallocated sectors.",
+    ]);
+    let error_popup = wait_for("the error's popup", SOON, || monitor.find(error_title));
+    assert_eq!(
+        error_popup.urgency,
+        Some(2),
+        "errors are critical: {error_popup:?}"
+    );
+    assert_eq!(
+        error_popup.timeout, 0,
+        "errors never expire: {error_popup:?}"
+    );
+    assert!(
+        error_popup.body.starts_with("SMART reports"),
+        "popup body: {error_popup:?}"
+    );
+    assert!(
+        error_popup.has_action("default") && error_popup.has_action("acknowledge"),
+        "{error_popup:?}"
+    );
+    wait_status(&desktop, &menu, "3 errors, 2 warnings, 2 notices");
+
+    let warning_title = "Snapshot of /etc took 3 h";
+    let warning_id = cli.send(&["--severity", "warning", "--title", warning_title]);
+    let warning_popup = wait_for("the warning's popup", SOON, || monitor.find(warning_title));
+    assert_eq!(
+        warning_popup.urgency,
+        Some(1),
+        "warnings are normal urgency: {warning_popup:?}"
+    );
+    wait_status(&desktop, &menu, "3 errors, 3 warnings, 2 notices");
+
+    // A failing `kopia snapshot create` run through kopia-notify becomes an error popup.
+    let mut ack_target = (
+        warning_popup.clone(),
+        warning_id.clone(),
+        "3 errors, 2 warnings, 2 notices",
+    );
+    if let Some(kopia) = &kopia {
+        let missing = desktop.root().join("no-such-directory");
+        let out = cli.run(
+            &["run", "--"],
+            &[
+                kopia.path().as_os_str(),
+                "snapshot".as_ref(),
+                "create".as_ref(),
+                missing.as_os_str(),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && stderr.contains("no-such-directory")
+                && !stderr.contains("panic"),
+            "kopia snapshot create fails on the missing path: {}\n{stderr}",
+            out.status
+        );
+        let title = format!("Snapshot failed on {}", os_host());
+        let popup = wait_for("the failed snapshot's popup", SOON, || monitor.find(&title));
+        assert_eq!(popup.urgency, Some(2), "{popup:?}");
+        wait_status(&desktop, &menu, "4 errors, 3 warnings, 2 notices");
+        let id = cli
+            .pending()
+            .into_iter()
+            .find(|n| n["title"] == title.as_str())
+            .and_then(|n| n["id"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("kopia-notify list shows {title:?}"));
+        ack_target = (popup, id, "3 errors, 3 warnings, 2 notices");
+    }
+
+    // Clicking the error's popup opens the window on that notification.
+    assert!(
+        visible_windows(&desktop).is_empty(),
+        "no window before the click"
+    );
+    watcher.invoke_popup_action(error_popup.id, "default");
+    let webdriver = WebDriver::connect(driver_port, STARTUP);
+    wait_for(
+        "the window's detail view of the clicked notification",
+        SOON,
+        || {
+            let title = webdriver.text("#detail-title")?;
+            let id = webdriver.attribute("#detail", "data-id")?;
+            if title == error_title && id == error_id {
+                Ok(())
+            } else {
+                Err(format!(
+                    "detail of {id:?} titled {title:?} at {:?}",
+                    webdriver.url()
+                ))
+            }
+        },
+    );
+    assert_eq!(visible_windows(&desktop).len(), 1, "one window");
+    webdriver.end();
+
+    // The Acknowledge button of another popup acknowledges it without opening anything:
+    // kopia-notify no longer lists it, the popup is withdrawn and the tray count drops.
+    let (popup, id, status_after) = ack_target;
+    watcher.invoke_popup_action(popup.id, "acknowledge");
+    wait_for(
+        "kopia-notify list without the acknowledged notification",
+        SOON,
+        || {
+            let pending = cli.pending();
+            if pending.iter().any(|n| n["id"] == id.as_str()) {
+                Err(format!("{id} still pending"))
+            } else if !pending.iter().any(|n| n["id"] == error_id.as_str()) {
+                Err(format!("{error_id} was acknowledged too"))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    wait_status(&desktop, &menu, status_after);
+    wait_for("the acknowledged popup closed", SOON, || {
+        monitor
+            .was_closed(popup.id)
+            .then_some(())
+            .ok_or_else(|| "still open".into())
+    });
+
+    // A second launch hands over to the first: it exits at once and the window comes back.
+    let window = visible_windows(&desktop)[0].clone();
+    desktop.output(
+        desktop
+            .command("xdotool")
+            .args(["windowunmap", "--sync", &window]),
+        SOON,
+    );
+    assert!(visible_windows(&desktop).is_empty(), "the window is hidden");
+    let launched = Instant::now();
+    let mut second = desktop.command(&binaries.app);
+    second.arg("--data-dir").arg(&data_dir);
+    let out = desktop.output(&mut second, Duration::from_secs(15));
+    let second_took = launched.elapsed();
+    assert!(
+        out.status.success() && second_took < Duration::from_secs(5),
+        "second launch: {} after {second_took:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the window shown by the second launch", SOON, || {
+        let windows = visible_windows(&desktop);
+        if windows.is_empty() {
+            Err("no visible window".into())
+        } else {
+            Ok(())
+        }
+    });
+    assert!(desktop.is_running("app"), "the first instance still runs");
+
+    // dunst recorded the popups (its history lists closed ones).
+    desktop.output(desktop.command("dunstctl").arg("close-all"), SOON);
+    let history = wait_for("dunst's history of our popups", SOON, || {
+        let out = desktop.output(desktop.command("dunstctl").arg("history"), SOON);
+        let json: Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("dunstctl history: {e}"))?;
+        let summaries: Vec<String> = json["data"][0]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n["summary"]["data"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if [error_title, warning_title]
+            .iter()
+            .all(|t| summaries.iter().any(|s| s == t))
+        {
+            Ok(json)
+        } else {
+            Err(format!("{summaries:?}"))
+        }
+    });
+    for popup in history["data"][0].as_array().into_iter().flatten() {
+        assert_eq!(popup["appname"]["data"], APP_TITLE, "{popup}");
+    }
+
+    // Quit from the tray ends the app.
+    menu.click(&desktop, "Quit");
+    let status = desktop.wait_exit("app", SOON);
+    assert!(status.success(), "the app quit with {status}");
+    eprintln!(
+        "desktop test: scenario took {:?}; second launch exited after {second_took:?}",
+        started.elapsed()
+    );
+}
+
+fn wait_status(desktop: &Desktop, menu: &TrayMenu, expected: &str) {
+    wait_for(&format!("tray status {expected:?}"), STARTUP, || {
+        let line = menu.status_line(desktop)?;
+        if line == expected {
+            Ok(())
+        } else {
+            Err(line)
+        }
+    });
+}
+
+fn checkbox(desktop: &Desktop, menu: &TrayMenu, state: i64) -> Result<(), String> {
+    let layout = menu.layout(desktop)?;
+    let entry = layout.find("Launch at login").ok_or("no Launch at login")?;
+    if entry.toggle_state == Some(state) {
+        Ok(())
+    } else {
+        Err(format!("toggle-state {:?}", entry.toggle_state))
+    }
+}
+
+/// The contents of the one `.desktop` file in the autostart directory.
+fn autostart_entry(dir: &Path) -> Result<String, String> {
+    let entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "desktop"))
+        .collect();
+    match entries.as_slice() {
+        [one] => std::fs::read_to_string(one).map_err(|e| e.to_string()),
+        other => Err(format!("desktop files: {other:?}")),
+    }
+}
+
+/// X window ids of the app's visible windows.
+fn visible_windows(desktop: &Desktop) -> Vec<String> {
+    let out = desktop.output(
+        desktop.command("xdotool").args([
+            "search",
+            "--onlyvisible",
+            "--name",
+            &format!("^{APP_TITLE}$"),
+        ]),
+        SOON,
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free local port")
+        .port()
+}
+
+/// The host name as Kopia and the app default it: lower-case, up to the first dot.
+fn os_host() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    raw.trim()
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase()
+}
+
+/// The user name the app acknowledges as (from the password database, like Kopia).
+fn os_user() -> String {
+    let out = Command::new("id").arg("-un").output().expect("run id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `kopia-notify` (and `kopia`) on the demo repository, as the app's own identity.
+struct Cli<'a> {
+    desktop: &'a Desktop,
+    bin: &'a Path,
+    config: std::path::PathBuf,
+}
+
+impl<'a> Cli<'a> {
+    fn new(desktop: &'a Desktop, bin: &'a Path, data_dir: &Path) -> Cli<'a> {
+        let config = desktop.root().join("kopia/repository.config");
+        std::fs::create_dir_all(config.parent().expect("a parent")).expect("create config dir");
+        let json = serde_json::json!({
+            "storage": {"type": "filesystem", "config": {"path": data_dir.join("demo-repository")}},
+            // Kopia's own defaults; without cache sizes Kopia v0.23.1 crashes reading contents.
+            "caching": {
+                "cacheDirectory": desktop.root().join("kopia/cache"),
+                "maxCacheSize": 5_242_880_000_u64,
+                "maxMetadataCacheSize": 5_242_880_000_u64,
+            },
+            "hostname": os_host(),
+            "username": os_user(),
+            "description": "Demo",
+        });
+        std::fs::write(&config, json.to_string()).expect("write the Kopia client config");
+        Cli {
+            desktop,
+            bin,
+            config,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = self.desktop.command(self.bin);
+        command
+            .env("KOPIA_CONFIG_PATH", &self.config)
+            .env("KOPIA_PASSWORD", "kopia-notifier-demo")
+            .env("KOPIA_CHECK_FOR_UPDATES", "false")
+            .env("KOPIA_LOG_DIR", self.desktop.root().join("kopia/logs"))
+            .args(["--notifications", "hidden"]);
+        command
+    }
+
+    fn checked(&self, command: &mut Command) -> String {
+        let out = self.desktop.output(command, SOON);
+        assert!(
+            out.status.success(),
+            "{command:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `send`; returns the new notification's id.
+    fn send(&self, args: &[&str]) -> String {
+        let id = self.checked(self.command().arg("send").args(args));
+        assert!(
+            !id.is_empty() && !id.contains(char::is_whitespace),
+            "send printed {id:?}"
+        );
+        id
+    }
+
+    fn run(&self, args: &[&str], argv: &[&std::ffi::OsStr]) -> std::process::Output {
+        self.desktop.output(
+            self.command().args(args).args(argv),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// `list --json`: the pending notifications.
+    fn pending(&self) -> Vec<Value> {
+        let out = self.checked(self.command().args(["list", "--json"]));
+        serde_json::from_str::<Value>(&out)
+            .unwrap_or_else(|e| panic!("list --json printed {out:?}: {e}"))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
