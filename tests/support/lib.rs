@@ -3,6 +3,7 @@
 //! maintenance and epoch advancement through `kopia` itself.
 //! It is not a Kopia client: every operation shells out to the binary, and every failure panics.
 
+pub mod bench;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;

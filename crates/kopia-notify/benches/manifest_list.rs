@@ -13,23 +13,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kopia_fixtures::bench::{env_or, median};
 use kopia_fixtures::{require_kopia, CreateOptions, KopiaRepo, PASSWORD};
 use kopia_repo::repository::Repository;
 use kopia_repo::storage::counting::CountingStorage;
 use kopia_repo::storage::filesystem::FilesystemStorage;
 use kopia_repo::storage::BlobStorage;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 fn timed(mut command: Command) -> (Duration, Vec<u8>) {
     let started = Instant::now();

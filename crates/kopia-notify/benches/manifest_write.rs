@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kopia_fixtures::bench::{env_or, median};
 use kopia_fixtures::{require_kopia, CreateOptions, KopiaRepo, HOSTNAME, PASSWORD, USERNAME};
 use kopia_repo::content::writer::SessionOwner;
 use kopia_repo::manifest::{Labels, NewManifest};
@@ -19,18 +20,6 @@ use kopia_repo::repository::Repository;
 use serde_json::value::RawValue;
 
 const BATCH: usize = 1_000;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
 
 fn manifest(n: usize) -> NewManifest {
     NewManifest {
