@@ -53,7 +53,11 @@ pub fn run(command: ManifestCommand, config_file: &Path) -> Result<()> {
         ManifestCommand::List { filters, json } => {
             let filter = parse_filters(&filters)?;
             let store = open_store(config_file)?;
-            list(&store, &filter, json)
+            let listed = list(&store, &filter, json);
+            // The process ends right after: freeing tens of thousands of entries one by one
+            // would cost more than listing them, and the OS takes the memory back at once.
+            std::mem::forget(store);
+            listed
         }
         ManifestCommand::Show { ids } => {
             let store = open_store(config_file)?;
