@@ -9,39 +9,17 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kopia_fixtures::bench::{env_or, median};
+use kopia_fixtures::bench::{env_or, median, repository_command, timed};
 use kopia_fixtures::{require_kopia, CreateOptions, KopiaRepo, PASSWORD};
 use kopia_repo::repository::Repository;
 use kopia_repo::storage::counting::CountingStorage;
 use kopia_repo::storage::filesystem::FilesystemStorage;
 use kopia_repo::storage::BlobStorage;
 
-fn timed(mut command: Command) -> (Duration, Vec<u8>) {
-    let started = Instant::now();
-    let out = command.output().expect("run benchmark command");
-    let elapsed = started.elapsed();
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (elapsed, out.stdout)
-}
-
-fn list_command(program: &Path, config: &Path) -> Command {
-    let mut command = Command::new(program);
-    command
-        .env("KOPIA_PASSWORD", PASSWORD)
-        .env("KOPIA_CHECK_FOR_UPDATES", "false")
-        .env("KOPIA_USE_KEYRING", "false")
-        .arg(format!("--config-file={}", config.display()))
-        .args(["manifest", "list", "--json"]);
-    command
-}
+const LIST: [&str; 3] = ["manifest", "list", "--json"];
 
 fn main() {
     let Some(kopia) = require_kopia() else {
@@ -74,8 +52,14 @@ fn main() {
     let ours_bin = Path::new(env!("CARGO_BIN_EXE_kopia-notify"));
     let (mut kopia_times, mut our_times) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let (theirs_time, theirs) = timed(list_command(kopia.path(), &repo.config_file()));
-        let (ours_time, ours) = timed(list_command(ours_bin, &repo.config_file()));
+        let (theirs_time, theirs) = timed(
+            repository_command(kopia.path(), &repo.config_file(), &LIST),
+            b"",
+        );
+        let (ours_time, ours) = timed(
+            repository_command(ours_bin, &repo.config_file(), &LIST),
+            b"",
+        );
         assert_eq!(ours, theirs, "outputs differ");
         kopia_times.push(theirs_time);
         our_times.push(ours_time);

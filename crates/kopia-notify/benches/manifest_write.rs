@@ -7,12 +7,10 @@
 //! Run: `cargo bench -p kopia-notify --bench manifest_write` (`BENCH_MANIFESTS`, `BENCH_ROUNDS`
 //! override the defaults).
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kopia_fixtures::bench::{env_or, median};
+use kopia_fixtures::bench::{env_or, median, repository_command, timed};
 use kopia_fixtures::{require_kopia, CreateOptions, KopiaRepo, HOSTNAME, PASSWORD, USERNAME};
 use kopia_repo::content::writer::SessionOwner;
 use kopia_repo::manifest::{Labels, NewManifest};
@@ -43,34 +41,6 @@ fn manifest(n: usize) -> NewManifest {
     }
 }
 
-fn command(program: &Path, config: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(program);
-    command
-        .env("KOPIA_PASSWORD", PASSWORD)
-        .env("KOPIA_CHECK_FOR_UPDATES", "false")
-        .env("KOPIA_USE_KEYRING", "false")
-        .arg(format!("--config-file={}", config.display()))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-fn timed(mut command: Command, stdin: &[u8]) -> (Duration, Vec<u8>) {
-    let started = Instant::now();
-    let mut child = command.spawn().expect("start benchmark command");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let elapsed = started.elapsed();
-    assert!(
-        out.status.success(),
-        "{command:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (elapsed, out.stdout)
-}
-
 fn main() {
     let Some(kopia) = require_kopia() else {
         eprintln!(
@@ -89,7 +59,13 @@ fn main() {
     for n in 0..rounds {
         let payload = format!(r#"{{"title":"put {n}"}}"#);
         let args = ["manifest", "put", "--label=type:benchPut"];
-        process_puts.push(timed(command(ours_bin, &config, &args), payload.as_bytes()).0);
+        process_puts.push(
+            timed(
+                repository_command(ours_bin, &config, &args),
+                payload.as_bytes(),
+            )
+            .0,
+        );
     }
     println!(
         "put 1 entry, whole process (incl. key derivation): {:.1?} (median of {rounds})",
@@ -138,8 +114,8 @@ fn main() {
     let list = ["manifest", "list", "--json"];
     let (mut kopia_times, mut our_times) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let (theirs_time, theirs) = timed(command(kopia.path(), &config, &list), b"");
-        let (ours_time, ours) = timed(command(ours_bin, &config, &list), b"");
+        let (theirs_time, theirs) = timed(repository_command(kopia.path(), &config, &list), b"");
+        let (ours_time, ours) = timed(repository_command(ours_bin, &config, &list), b"");
         assert_eq!(ours, theirs, "outputs differ");
         kopia_times.push(theirs_time);
         our_times.push(ours_time);
