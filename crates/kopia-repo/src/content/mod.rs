@@ -11,6 +11,7 @@ use crate::compression;
 use crate::crypto::blob_crypto;
 use crate::crypto::encryption::ContentEncryptor;
 use crate::crypto::hashing::ContentHasher;
+use crate::epoch::legacy::{CompactionLog, LEGACY_COMPACTION_LOG_PREFIX, LEGACY_INDEX_PREFIX};
 use crate::epoch::{self, IndexBlobSet};
 use crate::index::merge::{is_visible, MergedIndex};
 use crate::index::{ContentId, IndexEntry, IndexView};
@@ -93,24 +94,30 @@ impl ContentReader {
         blob_crypto::decrypt_blob(&self.crypto.encryptor, blob_id, &stored)
     }
 
-    /// Lists the index blobs that are live right now, with the deletion watermark.
-    pub fn list_index_blobs(&self) -> Result<IndexBlobSet> {
+    /// Lists the index blobs that are live right now, with the deletion watermark. Legacy
+    /// compaction logs are immutable, so each is read once and kept in `compaction_logs`.
+    pub fn list_index_blobs(
+        &self,
+        compaction_logs: &mut HashMap<String, CompactionLog>,
+    ) -> Result<IndexBlobSet> {
         match self.layout {
             IndexLayout::Epoch => {
                 let listing = self.storage.list_blobs("x")?;
                 Ok(epoch::epoch_index_blob_set(&listing))
             }
             IndexLayout::Legacy => {
-                let index_blobs = self.storage.list_blobs("n")?;
-                let log_blobs = self.storage.list_blobs("m")?;
-                let logs = log_blobs
-                    .iter()
-                    .map(|log| {
+                let index_blobs = self.storage.list_blobs(LEGACY_INDEX_PREFIX)?;
+                let log_blobs = self.storage.list_blobs(LEGACY_COMPACTION_LOG_PREFIX)?;
+                compaction_logs.retain(|id, _| log_blobs.iter().any(|b| &b.id == id));
+                for log in &log_blobs {
+                    if !compaction_logs.contains_key(&log.id) {
                         let json = self.read_encrypted_blob(&log.id)?;
-                        epoch::parse_compaction_log(&json)
-                            .map_err(|reason| Error::corrupt_blob(&log.id, reason))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
+                        let parsed = epoch::parse_compaction_log(&json)
+                            .map_err(|reason| Error::corrupt_blob(&log.id, reason))?;
+                        compaction_logs.insert(log.id.clone(), parsed);
+                    }
+                }
+                let logs: Vec<CompactionLog> = compaction_logs.values().cloned().collect();
                 Ok(epoch::legacy_index_blob_set(&index_blobs, &logs))
             }
         }
@@ -166,6 +173,7 @@ impl ContentReader {
 pub struct CommittedIndex {
     scope: IndexScope,
     loaded: HashMap<String, Arc<[IndexEntry]>>,
+    compaction_logs: HashMap<String, CompactionLog>,
     deletion_watermark: Option<DateTime<Utc>>,
     merged: MergedIndex,
 }
@@ -175,6 +183,7 @@ impl CommittedIndex {
         CommittedIndex {
             scope,
             loaded: HashMap::new(),
+            compaction_logs: HashMap::new(),
             deletion_watermark: None,
             merged: MergedIndex::default(),
         }
@@ -182,7 +191,7 @@ impl CommittedIndex {
 
     /// Brings the view up to date with storage.
     pub fn refresh(&mut self, reader: &ContentReader) -> Result<IndexRefresh> {
-        let set = reader.list_index_blobs()?;
+        let set = reader.list_index_blobs(&mut self.compaction_logs)?;
         let live: HashSet<&str> = set.blobs.iter().map(|b| b.id.as_str()).collect();
         let missing: Vec<&BlobMetadata> = set
             .blobs
