@@ -2,7 +2,9 @@
 //! built for speed in safe Rust: salsa20/8 runs on `wide::u32x4` rows in the "diagonal" layout
 //! (SSE2 on any x86-64, NEON on aarch64). Not a password-hash string format (no PHC strings).
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::sync::{mpsc, Mutex};
 
 use pbkdf2::pbkdf2_hmac;
 use sha2::Sha256;
@@ -94,20 +96,126 @@ pub fn scrypt(
     let mut b = vec![0u8; lane_bytes * params.p as usize];
     pbkdf2_hmac::<Sha256>(password, salt, 1, &mut b);
 
-    let mut v = WorkArea::new((1usize << params.log2_n) * blocks_per_lane);
+    let n = 1usize << params.log2_n;
+    let mut area = WorkArea::new(n * blocks_per_lane);
+    let piece_lanes_log2 = piece_lanes_log2(params.log2_n, lane_bytes);
+    let piece_blocks = blocks_per_lane << piece_lanes_log2;
     let mut x = vec![ZERO_BLOCK; blocks_per_lane];
     let mut y = vec![ZERO_BLOCK; blocks_per_lane];
-    for lane in b.chunks_exact_mut(lane_bytes) {
-        for (block, bytes) in x.iter_mut().zip(lane.chunks_exact(BLOCK_BYTES)) {
-            *block = block_from_le_bytes(bytes);
+    let pieces: VecDeque<Piece> = area.blocks().chunks_mut(piece_blocks).enumerate().collect();
+    let count = pieces.len();
+    let untouched = Mutex::new(pieces);
+    std::thread::scope(|scope| {
+        // V's pages are faulted in (zeroed by the kernel) by a helper thread from the front,
+        // ahead of the first loop of ROMix, instead of inside it.
+        let (faulted, incoming) = mpsc::channel();
+        let shared = &untouched;
+        scope.spawn(move || {
+            while let Some((index, piece)) = take_piece(shared, VecDeque::pop_front) {
+                fault_in(piece);
+                if faulted.send((index, piece)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut supply = PieceSupply {
+            untouched: &untouched,
+            faulted: incoming,
+            ready: (0..count).map(|_| None).collect(),
+            next: 0,
+        };
+        let mut v: Vec<&mut [Block]> = Vec::new();
+        for (index, lane) in b.chunks_exact_mut(lane_bytes).enumerate() {
+            for (block, bytes) in x.iter_mut().zip(lane.chunks_exact(BLOCK_BYTES)) {
+                *block = block_from_le_bytes(bytes);
+            }
+            v = if index == 0 {
+                fill_v(&mut x, &mut supply)
+            } else {
+                fill_v(&mut x, std::mem::take(&mut v).into_iter())
+            };
+            mix_v(&mut x, &mut y, &v, n, piece_lanes_log2);
+            for (block, bytes) in x.iter().zip(lane.chunks_exact_mut(BLOCK_BYTES)) {
+                block_to_le_bytes(block, bytes);
+            }
         }
-        ro_mix(&mut x, &mut y, v.blocks());
-        for (block, bytes) in x.iter().zip(lane.chunks_exact_mut(BLOCK_BYTES)) {
-            block_to_le_bytes(block, bytes);
-        }
-    }
+    });
     pbkdf2_hmac::<Sha256>(password, &b, 1, output);
     Ok(())
+}
+
+const PAGE_BYTES: usize = 4096;
+
+/// Writes one byte of each page of `piece`, so that the kernel maps (and zeroes) it now.
+fn fault_in(piece: &mut [Block]) {
+    for page in piece.chunks_mut(PAGE_BYTES / BLOCK_BYTES) {
+        page[0] = ZERO_BLOCK;
+    }
+}
+
+/// A piece of V and its position among the pieces.
+type Piece<'v> = (usize, &'v mut [Block]);
+type Pieces<'v> = Mutex<VecDeque<Piece<'v>>>;
+
+fn take_piece<'v>(
+    pieces: &Pieces<'v>,
+    take: fn(&mut VecDeque<Piece<'v>>) -> Option<Piece<'v>>,
+) -> Option<Piece<'v>> {
+    take(
+        &mut pieces
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    )
+}
+
+/// V's pieces in order, with their pages faulted in. The helper thread faults pieces in from
+/// the front; when the next piece is not ready yet, the mixing thread faults one in from the
+/// back itself rather than wait (where faults are slow, they take longer than the mixing).
+struct PieceSupply<'p, 'v> {
+    untouched: &'p Pieces<'v>,
+    faulted: mpsc::Receiver<Piece<'v>>,
+    ready: Vec<Option<&'v mut [Block]>>,
+    next: usize,
+}
+
+impl<'v> Iterator for PieceSupply<'_, 'v> {
+    type Item = &'v mut [Block];
+
+    fn next(&mut self) -> Option<&'v mut [Block]> {
+        if self.next == self.ready.len() {
+            return None;
+        }
+        loop {
+            if let Some(piece) = self.ready[self.next].take() {
+                self.next += 1;
+                return Some(piece);
+            }
+            let (index, piece) = match self.faulted.try_recv() {
+                Ok(delivered) => delivered,
+                Err(_) => match take_piece(self.untouched, VecDeque::pop_back) {
+                    Some((index, piece)) => {
+                        fault_in(piece);
+                        (index, piece)
+                    }
+                    // The helper holds the next piece: it sends every piece it takes.
+                    None => self
+                        .faulted
+                        .recv()
+                        .expect("the page-faulting thread delivers the pieces it took"),
+                },
+            };
+            self.ready[index] = Some(piece);
+        }
+    }
+}
+/// V is handed from the page-faulting helper to the mixing in pieces of up to this size.
+const PIECE_BYTES: usize = 2 << 20;
+
+/// log2 of the lanes in one piece of V: a power of two (so a lane's piece is a shift away), at
+/// most `PIECE_BYTES`, at least one lane, at most all of V.
+fn piece_lanes_log2(log2_n: u8, lane_bytes: usize) -> u32 {
+    let fit = (PIECE_BYTES / lane_bytes).max(1);
+    fit.ilog2().min(u32::from(log2_n))
 }
 
 const BLOCK_BYTES: usize = 64;
@@ -204,26 +312,52 @@ fn block_mix(input: &[Block], out: &mut [Block]) {
     }
 }
 
-/// ROMix (RFC 7914 §5) of one lane `x` (`2r` blocks), with `y` as scratch and `v` the
-/// `N × 2r`-block array.
-fn ro_mix(x: &mut Vec<Block>, y: &mut Vec<Block>, v: &mut [Block]) {
+/// The first loop of ROMix (RFC 7914 §5) for lane `x` (`2r` blocks): `V[0] = X`, then
+/// `V[i] = BlockMix(V[i − 1])`, through V's pieces in order; returns the pieces, and leaves
+/// the last `V[i]` in `x`.
+fn fill_v<'v>(
+    x: &mut [Block],
+    pieces: impl Iterator<Item = &'v mut [Block]>,
+) -> Vec<&'v mut [Block]> {
     let lane = x.len();
-    let n = v.len() / lane;
-    let mut previous: &[Block] = x;
-    for (i, out) in v.chunks_exact_mut(lane).enumerate() {
-        if i == 0 {
-            out.copy_from_slice(previous);
-        } else {
-            block_mix(previous, out);
+    let mut filled = Vec::new();
+    for piece in pieces {
+        let first = filled.is_empty();
+        let mut previous: &[Block] = x;
+        for (i, out) in piece.chunks_exact_mut(lane).enumerate() {
+            if first && i == 0 {
+                out.copy_from_slice(previous);
+            } else {
+                block_mix(previous, out);
+            }
+            previous = out;
         }
-        previous = out;
+        x.copy_from_slice(&piece[piece.len() - lane..]);
+        filled.push(piece);
     }
-    block_mix(previous, y);
+    filled
+}
+
+/// The second loop of ROMix: `X = BlockMix(V[N − 1])`, then `N` times
+/// `X = BlockMix(X ⊕ V[Integerify(X) mod N])`, with `y` as scratch. Each piece of `v` holds
+/// `2^piece_lanes_log2` lanes.
+fn mix_v(
+    x: &mut Vec<Block>,
+    y: &mut Vec<Block>,
+    v: &[&mut [Block]],
+    n: usize,
+    piece_lanes_log2: u32,
+) {
+    let lane = x.len();
+    let within = (1usize << piece_lanes_log2) - 1;
+    block_mix(x, y);
     std::mem::swap(x, y);
     for _ in 0..n {
         let j = (integerify(&x[lane - 1]) & (n as u64 - 1)) as usize;
+        let at = (j & within) * lane;
+        let v_j = &v[j >> piece_lanes_log2][at..at + lane];
         // XOR the whole of V[j] in first: its cache lines are then fetched all at once.
-        for (a, b) in x.iter_mut().zip(&v[j * lane..(j + 1) * lane]) {
+        for (a, b) in x.iter_mut().zip(v_j) {
             *a = xor_blocks(a, b);
         }
         block_mix(x, y);
@@ -233,6 +367,7 @@ fn ro_mix(x: &mut Vec<Block>, y: &mut Vec<Block>, v: &mut [Block]) {
 
 /// The `N × 2r`-block array V. On Linux it is an anonymous mapping advised to use transparent
 /// huge pages: faulting in 64 MiB as 4 KiB pages costs about as much as a third of the mixing.
+/// Its pages are first touched by the helper thread in `scrypt`.
 enum WorkArea {
     #[cfg(target_os = "linux")]
     Mapped(memmap2::MmapMut),
@@ -338,13 +473,16 @@ mod tests {
     /// (that crate accepts 10 to 64 bytes; longer outputs extend shorter ones, as PBKDF2 does).
     #[test]
     fn agrees_with_reference_crate() {
-        let cases: [(u8, u32, u32, usize); 6] = [
+        // The last two span several 2 MiB pieces of V, one of them with p > 1.
+        let cases: [(u8, u32, u32, usize); 8] = [
             (1, 1, 1, 10),
             (4, 2, 3, 17),
             (6, 3, 2, 64),
             (8, 8, 1, 32),
             (5, 1, 5, 64),
             (10, 16, 1, 33),
+            (14, 2, 2, 32),
+            (12, 9, 1, 64),
         ];
         for (n, &(log2_n, r, p, len)) in cases.iter().enumerate() {
             let password: Vec<u8> = (0..n * 7).map(|i| (i * 31 + 5) as u8).collect();
