@@ -66,7 +66,7 @@ impl ManifestAccess for KopiaManifests {
             .into_iter()
             .map(|entry| StoredManifest {
                 id: entry.id.clone(),
-                labels: entry.labels().clone(),
+                labels: entry.labels().to_labels(),
                 modified: entry.modified,
                 data: entry.data.get().to_string(),
             })

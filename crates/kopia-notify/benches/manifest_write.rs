@@ -5,7 +5,8 @@
 //! `kopia manifest list --json` (goal: ≤ 0.25× Kopia's wall time).
 //!
 //! Run: `cargo bench -p kopia-notify --bench manifest_write` (`BENCH_MANIFESTS`, `BENCH_ROUNDS`
-//! override the defaults).
+//! override the defaults; `BENCH_KEEP=1` leaves the repository behind for profiling and prints
+//! its client config).
 
 use std::path::Path;
 use std::time::Instant;
@@ -127,4 +128,8 @@ fn main() {
         "ratio ours/kopia: {:.3} (goal <= 0.25)",
         our_median.as_secs_f64() / kopia_median.as_secs_f64()
     );
+    if env_or("BENCH_KEEP", 0) == 1 {
+        println!("repository kept; client config: {}", config.display());
+        std::mem::forget(repo);
+    }
 }

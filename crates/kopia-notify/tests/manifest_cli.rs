@@ -487,6 +487,36 @@ fn put_prints_the_id_kopia_lists_and_delete_removes_it() {
     );
 }
 
+/// Go's JSON encoder escapes `<`, `>`, `&`, U+2028/U+2029 and control characters in its own
+/// way; labels holding them still list exactly as Kopia lists them.
+#[test]
+fn labels_go_escapes_list_byte_identical_to_kopia() {
+    let Some(repo) = repo_with_snapshots() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.json");
+    fs::write(&payload, r#"{"title": "<b>&</b>"}"#).unwrap();
+    let out = kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &[
+            "manifest",
+            "put",
+            &format!("--file={}", payload.display()),
+            "--label=type:cliEscapes",
+            "--label=title:<b>Disk & \"data\"</b>\u{2028}next\u{2029}\ttab\u{1}",
+            "--label=path:C:\\Users\\é✓",
+        ],
+    );
+    stdout_ok(out);
+    let args = ["manifest", "list", "--json", "--filter=type:cliEscapes"];
+    let ours = stdout_ok(kopia_notify(&repo.config_file(), Some(PASSWORD), &args));
+    let theirs = repo.run_ok(&args);
+    assert!(theirs.contains(r"\u003cb\u003e") && theirs.contains(r"\u2028"), "{theirs}");
+    assert_eq!(ours, theirs);
+}
+
 #[test]
 fn bad_writes_are_refused_and_write_nothing() {
     let Some(repo) = repo_with_snapshots() else {

@@ -188,8 +188,21 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// Decompresses gzip data (all members, as Go's reader does), capped at [`MAX_DECOMPRESSED_LEN`].
 pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    read_capped(MultiGzDecoder::new(data), MAX_DECOMPRESSED_LEN)
-        .map_err(|reason| DecodeError::new(format!("gzip: {reason}")))
+    // The trailer's ISIZE (length mod 2^32) sizes the buffer once, instead of growing it by
+    // doubling and copying; only a hint, so a lying trailer costs at most the cap.
+    let size_hint = data
+        .last_chunk::<4>()
+        .map_or(0, |isize| u32::from_le_bytes(*isize) as usize);
+    let mut out = Vec::with_capacity(size_hint.min(MAX_DECOMPRESSED_LEN) + 1);
+    read_capped_into(MultiGzDecoder::new(data), MAX_DECOMPRESSED_LEN, &mut out)
+        .map_err(|reason| DecodeError::new(format!("gzip: {reason}")))?;
+    Ok(out)
+}
+
+/// A reader of the decompressed bytes of gzip data (all members), for callers that consume
+/// them as they come; unlike [`gunzip`] it does not cap the size.
+pub fn gunzip_reader(data: &[u8]) -> impl Read + '_ {
+    MultiGzDecoder::new(data)
 }
 
 /// Header fields Go's `compress/gzip` writes by default (no name, no MTIME, unknown OS).
@@ -200,14 +213,19 @@ fn go_like_gzip_builder() -> GzBuilder {
 /// Reads a decoder to the end, refusing output above `limit` bytes.
 fn read_capped(decoder: impl Read, limit: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
+    read_capped_into(decoder, limit, &mut out)?;
+    Ok(out)
+}
+
+fn read_capped_into(decoder: impl Read, limit: usize, out: &mut Vec<u8>) -> Result<(), String> {
     decoder
         .take(limit as u64 + 1)
-        .read_to_end(&mut out)
+        .read_to_end(out)
         .map_err(|e| e.to_string())?;
     if out.len() > limit {
         return Err(format!("decompressed size exceeds the {limit}-byte limit"));
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

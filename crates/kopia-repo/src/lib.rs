@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod epoch;
 pub mod error;
 pub mod format;
+pub mod go_json;
 pub mod index;
 pub mod manifest;
 pub mod pack;

@@ -10,11 +10,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::compression;
 use crate::content::writer::{ContentWriter, NewContent};
 use crate::content::{read_in_parallel, CommittedIndex, ContentReader, IndexScope};
+use crate::go_json;
+
+mod content;
 use crate::index::{ContentId, IndexEntry};
-use crate::{DecodeError, Error, Result};
+use crate::{Error, Result};
+pub use content::{decode_manifest_content, encode_manifest_content};
 
 /// Content-ID prefix of manifest contents.
 pub const MANIFEST_CONTENT_PREFIX: char = 'm';
@@ -23,11 +26,110 @@ pub const TYPE_LABEL: &str = "type";
 
 pub type Labels = BTreeMap<String, String>;
 
+/// The labels of a stored entry, sorted by key. A compact form of [`Labels`] (one allocation
+/// for the list instead of a tree node): a repository holds tens of thousands of entries.
+/// Deletion entries have none, stored as `null` as Go stores a nil map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelList(Box<[(Box<str>, Box<str>)]>);
+
+impl LabelList {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|at| self.0[at].1.as_ref())
+    }
+
+    /// Pairs in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn to_labels(&self) -> Labels {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+impl From<&Labels> for LabelList {
+    fn from(labels: &Labels) -> Self {
+        LabelList(
+            labels
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+        )
+    }
+}
+
+impl Serialize for LabelList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.is_empty() {
+            s.serialize_none()
+        } else {
+            s.collect_map(self.iter())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LabelList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PairsVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for PairsVisitor {
+            type Value = LabelList;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of string labels, or null")
+            }
+
+            fn visit_none<E>(self) -> Result<LabelList, E> {
+                Ok(LabelList::default())
+            }
+
+            fn visit_unit<E>(self) -> Result<LabelList, E> {
+                Ok(LabelList::default())
+            }
+
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<LabelList, D::Error> {
+                d.deserialize_map(self)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<LabelList, A::Error> {
+                let mut pairs: Vec<(Box<str>, Box<str>)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(pair) = map.next_entry::<String, String>()? {
+                    pairs.push((pair.0.into(), pair.1.into()));
+                }
+                // As a Go map decodes it: the last of repeated keys wins.
+                pairs.reverse();
+                pairs.sort_by(|a, b| a.0.cmp(&b.0));
+                pairs.dedup_by(|later, first| later.0 == first.0);
+                Ok(LabelList(pairs.into_boxed_slice()))
+            }
+        }
+
+        d.deserialize_option(PairsVisitor)
+    }
+}
+
 /// One manifest entry as stored (a deletion entry has no labels and `null` data).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestEntry {
     pub id: String,
-    pub labels: Option<Labels>,
+    pub labels: LabelList,
     #[serde(with = "go_time")]
     pub modified: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -36,9 +138,8 @@ pub struct ManifestEntry {
 }
 
 impl ManifestEntry {
-    pub fn labels(&self) -> &Labels {
-        static EMPTY: Labels = BTreeMap::new();
-        self.labels.as_ref().unwrap_or(&EMPTY)
+    pub fn labels(&self) -> &LabelList {
+        &self.labels
     }
 
     /// Kopia's metadata view: `{"id","length","labels","mtime"}`; length is of the raw data.
@@ -53,7 +154,9 @@ impl ManifestEntry {
 
     fn matches(&self, filter: &Labels) -> bool {
         let labels = self.labels();
-        filter.iter().all(|(k, v)| labels.get(k) == Some(v))
+        filter
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v.as_str()))
     }
 }
 
@@ -62,27 +165,32 @@ impl ManifestEntry {
 pub struct ManifestMetadata<'a> {
     pub id: &'a str,
     pub length: usize,
-    pub labels: &'a Labels,
+    pub labels: &'a LabelList,
     #[serde(with = "go_time")]
     pub mtime: DateTime<Utc>,
 }
 
-#[derive(Deserialize)]
-struct ManifestContent {
-    #[serde(alias = "Entries")]
-    entries: Vec<ManifestEntry>,
-}
-
-#[derive(Serialize)]
-struct ManifestContentRef<'a> {
-    entries: &'a [ManifestEntry],
-}
-
-/// Encodes entries as a manifest content payload, as Kopia's JSON encoder and gzip write it.
-pub fn encode_manifest_content(entries: &[ManifestEntry]) -> Vec<u8> {
-    let mut json = serde_json::to_vec(&ManifestContentRef { entries }).expect("entries serialize");
-    json.push(b'\n');
-    compression::gzip(&json)
+impl ManifestMetadata<'_> {
+    /// Appends this metadata as Kopia's `json.Marshal` prints it: these fields in this order,
+    /// labels sorted by key, Go's string escaping (see `go_json`).
+    pub fn append_go_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        go_json::append_string(out, self.id);
+        out.extend_from_slice(b",\"length\":");
+        append_decimal(out, self.length);
+        out.extend_from_slice(b",\"labels\":{");
+        for (i, (key, value)) in self.labels.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            go_json::append_string(out, key);
+            out.push(b':');
+            go_json::append_string(out, value);
+        }
+        out.extend_from_slice(b"},\"mtime\":\"");
+        go_time::append(out, &self.mtime);
+        out.extend_from_slice(b"\"}");
+    }
 }
 
 /// A manifest to add.
@@ -107,34 +215,62 @@ impl NewManifest {
     }
 }
 
-/// Decodes a manifest content payload: gzip of `{"entries":[…]}`.
-pub fn decode_manifest_content(payload: &[u8]) -> Result<Vec<ManifestEntry>, DecodeError> {
-    let json = compression::gunzip(payload)?;
-    let content: ManifestContent = serde_json::from_slice(&json)
-        .map_err(|e| DecodeError::new(format!("invalid manifest content JSON: {e}")))?;
-    for entry in &content.entries {
-        if entry.id.is_empty() {
-            return Err(DecodeError::new("manifest entry without an id"));
+/// Appends `value` in decimal, without the allocation of `to_string`.
+fn append_decimal(out: &mut Vec<u8>, mut value: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
         }
     }
-    Ok(content.entries)
+    out.extend_from_slice(&digits[start..]);
 }
+
+/// An entry in a set keyed by its ID, without a second copy of the ID as the key.
+#[derive(Clone)]
+struct ById(Arc<ManifestEntry>);
+
+impl std::borrow::Borrow<str> for ById {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so that lookups by `&str` find it (`Borrow` requires it).
+        self.0.id.as_str().hash(state);
+    }
+}
+
+/// The live entries of a store, by ID.
+type LiveEntries = HashSet<ById, foldhash::fast::RandomState>;
 
 /// Merges entries by manifest ID: a strictly later `modified` wins, the first seen wins ties,
 /// and IDs whose winner is a deletion disappear.
-pub fn merge_entries<'a>(
-    entries: impl IntoIterator<Item = &'a Arc<ManifestEntry>>,
-) -> HashMap<String, Arc<ManifestEntry>> {
-    let mut winners: HashMap<String, Arc<ManifestEntry>> = HashMap::new();
+fn merge_entries<'a>(entries: impl IntoIterator<Item = &'a Arc<ManifestEntry>>) -> LiveEntries {
+    let mut winners = LiveEntries::default();
     for entry in entries {
-        match winners.get(&entry.id) {
-            Some(current) if entry.modified <= current.modified => {}
+        match winners.get(entry.id.as_str()) {
+            Some(current) if entry.modified <= current.0.modified => {}
             _ => {
-                winners.insert(entry.id.clone(), Arc::clone(entry));
+                winners.replace(ById(Arc::clone(entry)));
             }
         }
     }
-    winners.retain(|_, e| !e.deleted);
+    winners.retain(|e| !e.0.deleted);
     winners
 }
 
@@ -155,7 +291,7 @@ pub struct ManifestStore {
     reader: ContentReader,
     index: CommittedIndex,
     contents: HashMap<ContentId, Arc<Vec<Arc<ManifestEntry>>>>,
-    live: HashMap<String, Arc<ManifestEntry>>,
+    live: LiveEntries,
 }
 
 /// How often a load restarts when a manifest content vanishes under it (a concurrent
@@ -168,7 +304,7 @@ impl ManifestStore {
             reader,
             index: CommittedIndex::new(IndexScope::Prefix(MANIFEST_CONTENT_PREFIX)),
             contents: HashMap::new(),
-            live: HashMap::new(),
+            live: LiveEntries::default(),
         }
     }
 
@@ -266,7 +402,7 @@ impl ManifestStore {
             let modified = now.max(existing.modified + chrono::Duration::nanoseconds(1));
             entries.push(ManifestEntry {
                 id: id.clone(),
-                labels: None,
+                labels: LabelList::default(),
                 modified,
                 deleted: true,
                 data: RawValue::from_string("null".into()).expect("null is JSON"),
@@ -276,15 +412,15 @@ impl ManifestStore {
         for (position, (put, id)) in puts.iter().zip(&ids).enumerate() {
             // Distinct times keep a batch in its given order in Kopia's oldest-first listing.
             let put_time = now + chrono::Duration::nanoseconds(position as i64);
-            let modified = match self.live.get(id) {
+            let modified = match self.live.get(id.as_str()) {
                 Some(existing) => {
-                    put_time.max(existing.modified + chrono::Duration::nanoseconds(1))
+                    put_time.max(existing.0.modified + chrono::Duration::nanoseconds(1))
                 }
                 None => put_time,
             };
             entries.push(ManifestEntry {
                 id: id.clone(),
-                labels: Some(put.labels.clone()),
+                labels: LabelList::from(&put.labels),
                 modified,
                 deleted: false,
                 data: put.data.clone(),
@@ -298,7 +434,7 @@ impl ManifestStore {
             payload: encode_manifest_content(&entries),
         }])?;
         self.refresh()?;
-        if let Some(missing) = ids.iter().find(|id| !self.live.contains_key(*id)) {
+        if let Some(missing) = ids.iter().find(|id| !self.live.contains(id.as_str())) {
             return Err(Error::ManifestNotFound(format!(
                 "{missing} (written, but not visible after reloading)"
             )));
@@ -308,21 +444,24 @@ impl ManifestStore {
 
     /// Live manifests whose labels contain every pair of `filter`, oldest first (Kopia's order).
     pub fn find(&self, filter: &Labels) -> Vec<&ManifestEntry> {
-        let mut found: Vec<&ManifestEntry> = self
+        // Sorting on a copy of the time, next to the reference, keeps the comparisons from
+        // chasing pointers into tens of thousands of entries; IDs break (rare) ties.
+        let mut found: Vec<(DateTime<Utc>, &ManifestEntry)> = self
             .live
-            .values()
-            .map(|e| e.as_ref())
+            .iter()
+            .map(|e| e.0.as_ref())
             .filter(|e| e.matches(filter))
+            .map(|e| (e.modified, e))
             .collect();
-        found.sort_by(|a, b| a.modified.cmp(&b.modified).then_with(|| a.id.cmp(&b.id)));
-        found
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        found.into_iter().map(|(_, e)| e).collect()
     }
 
     /// A live manifest by ID.
     pub fn get(&self, id: &str) -> Result<&ManifestEntry> {
         self.live
             .get(id)
-            .map(|e| e.as_ref())
+            .map(|e| e.0.as_ref())
             .ok_or_else(|| Error::ManifestNotFound(id.to_string()))
     }
 
@@ -342,18 +481,106 @@ impl ManifestStore {
 /// Go's `time.Time` JSON form: RFC 3339 with up to nine fractional digits, trailing zeros cut.
 pub mod go_time {
     use super::*;
+    use chrono::{Datelike, Timelike};
     use serde::{Deserializer, Serializer};
 
     pub fn format(t: &DateTime<Utc>) -> String {
-        let full = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
-        // "…:05.120000000Z" → "…:05.12Z"; "…:05.000000000Z" → "…:05Z"
-        let (body, _z) = full.split_at(full.len() - 1);
-        let trimmed = body.trim_end_matches('0').trim_end_matches('.');
-        format!("{trimmed}Z")
+        let mut out = Vec::with_capacity(30);
+        append(&mut out, t);
+        String::from_utf8(out).expect("the time format is ASCII")
+    }
+
+    /// Appends `format(t)` without the quotes, without allocating for the common years.
+    pub fn append(out: &mut Vec<u8>, t: &DateTime<Utc>) {
+        if !(0..=9999).contains(&t.year()) {
+            // Outside four-digit years (which Go itself refuses to marshal) chrono's own form.
+            let full = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+            let body = &full[..full.len() - 1];
+            out.extend_from_slice(body.trim_end_matches('0').trim_end_matches('.').as_bytes());
+            out.push(b'Z');
+            return;
+        }
+        let (date, time) = (t.date_naive(), t.time());
+        let two = |value: u32| [b'0' + (value / 10) as u8, b'0' + (value % 10) as u8];
+        let year = date.year() as u32;
+        let (century, month, day) = (two(year / 100), two(date.month()), two(date.day()));
+        let (hour, minute, second) = (two(time.hour()), two(time.minute()), two(time.second()));
+        let year_low = two(year % 100);
+        out.extend_from_slice(&[
+            century[0],
+            century[1],
+            year_low[0],
+            year_low[1],
+            b'-',
+            month[0],
+            month[1],
+            b'-',
+            day[0],
+            day[1],
+            b'T',
+            hour[0],
+            hour[1],
+            b':',
+            minute[0],
+            minute[1],
+            b':',
+            second[0],
+            second[1],
+        ]);
+        // A leap second shows as nanoseconds ≥ 10^9 in chrono; Go has no such instant.
+        let mut nanos = time.nanosecond() % 1_000_000_000;
+        if nanos > 0 {
+            let mut fraction = [b'.', b'0', b'0', b'0', b'0', b'0', b'0', b'0', b'0', b'0'];
+            for digit in fraction[1..].iter_mut().rev() {
+                *digit = b'0' + (nanos % 10) as u8;
+                nanos /= 10;
+            }
+            let used = fraction
+                .iter()
+                .rposition(|&d| d != b'0')
+                .expect("nanos > 0")
+                + 1;
+            out.extend_from_slice(&fraction[..used]);
+        }
+        out.push(b'Z');
     }
 
     pub fn parse(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-        DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc))
+        match parse_utc(text.as_bytes()) {
+            Some(t) => Ok(t),
+            None => DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)),
+        }
+    }
+
+    /// The form Go writes, `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, read directly: a manifest load
+    /// parses one per entry. `None` for anything else (offsets, leap seconds, ...).
+    fn parse_utc(text: &[u8]) -> Option<DateTime<Utc>> {
+        let number = |range: std::ops::Range<usize>| -> Option<u32> {
+            let digits = text.get(range)?;
+            digits.iter().try_fold(0u32, |value, &d| {
+                d.is_ascii_digit().then(|| value * 10 + u32::from(d - b'0'))
+            })
+        };
+        let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+        if text.len() < 20 || separators.iter().any(|&(at, c)| text[at] != c) {
+            return None;
+        }
+        let (fraction, zone) = text[19..].split_at(text.len() - 20);
+        if zone != b"Z" {
+            return None;
+        }
+        let nanos = match fraction {
+            [] => 0,
+            [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+                number(20..20 + digits.len())? * 10u32.pow(9 - digits.len() as u32)
+            }
+            _ => return None,
+        };
+        let date =
+            chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?;
+        let time =
+            date.and_hms_nano_opt(number(11..13)?, number(14..16)?, number(17..19)?, nanos)?;
+        Some(time.and_utc())
     }
 
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -361,14 +588,29 @@ pub mod go_time {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(d)?;
-        parse(&text).map_err(serde::de::Error::custom)
+        d.deserialize_str(TimeVisitor)
+    }
+
+    /// Parses the text in place, without first copying it into a `String`.
+    struct TimeVisitor;
+
+    impl serde::de::Visitor<'_> for TimeVisitor {
+        type Value = DateTime<Utc>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an RFC 3339 time")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            parse(text).map_err(E::custom)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compression;
     use chrono::TimeZone;
 
     fn entry(id: &str, nanos: i64, deleted: bool, labels: &[(&str, &str)]) -> ManifestEntry {
@@ -378,7 +620,11 @@ mod tests {
             .collect();
         ManifestEntry {
             id: id.into(),
-            labels: (!deleted).then_some(labels),
+            labels: if deleted {
+                LabelList::default()
+            } else {
+                LabelList::from(&labels)
+            },
             modified: Utc.timestamp_nanos(1_700_000_000_000_000_000 + nanos),
             deleted,
             data: RawValue::from_string(if deleted { "null".into() } else { "{}".into() }).unwrap(),
@@ -393,6 +639,26 @@ mod tests {
         assert_eq!(go_time::format(&whole), "2023-11-14T22:13:20Z");
         let t = go_time::parse("2026-11-30T02:35:40.8144024Z").unwrap();
         assert_eq!(go_time::format(&t), "2026-11-30T02:35:40.8144024Z");
+        // Forms outside Go's own output still parse, through chrono.
+        let offset = go_time::parse("2024-01-02T03:04:05.5+01:00").unwrap();
+        assert_eq!(go_time::format(&offset), "2024-01-02T02:04:05.5Z");
+        assert!(go_time::parse("2024-01-02T03:04:05.1234567891Z").is_ok());
+        for bad in [
+            "2024-13-02T03:04:05Z",
+            "2024-01-02T03:04:05",
+            "2024-01-02T03:04Z",
+            "",
+        ] {
+            assert!(go_time::parse(bad).is_err(), "{bad}");
+        }
+        for text in [
+            "0001-01-01T00:00:00Z",
+            "2024-02-29T23:59:59.000000001Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "1970-01-01T00:00:00.1Z",
+        ] {
+            assert_eq!(go_time::format(&go_time::parse(text).unwrap()), text);
+        }
     }
 
     #[test]
@@ -406,9 +672,9 @@ mod tests {
         ];
         let entries: Vec<_> = entries.into_iter().map(Arc::new).collect();
         let merged = merge_entries(&entries);
-        assert!(!merged.contains_key("a"));
-        assert_eq!(merged["b"].labels()["type"], "new");
-        assert!(merged.contains_key("c"));
+        assert!(!merged.contains("a"));
+        assert_eq!(merged.get("b").unwrap().0.labels().get("type"), Some("new"));
+        assert!(merged.contains("c"));
     }
 
     #[test]
@@ -418,7 +684,26 @@ mod tests {
             entry("a", 5, true, &[]),
         ];
         let entries: Vec<_> = entries.into_iter().map(Arc::new).collect();
-        assert!(merge_entries(&entries).contains_key("a"));
+        assert!(merge_entries(&entries).contains("a"));
+    }
+
+    #[test]
+    fn labels_decode_sorted_with_the_last_repeat_winning_as_in_go() {
+        let json = r#"{"id":"a","labels":{"type":"x","b":"1","a":"2","b":"3"},"modified":"2024-01-02T03:04:05Z","data":{}}"#;
+        let entry: ManifestEntry = serde_json::from_str(json).unwrap();
+        let pairs: Vec<_> = entry.labels().iter().collect();
+        assert_eq!(pairs, [("a", "2"), ("b", "3"), ("type", "x")]);
+        assert_eq!(entry.labels().get("b"), Some("3"));
+        assert_eq!(entry.labels().get("c"), None);
+        assert_eq!(entry.labels().to_labels()["type"], "x");
+
+        let deleted = r#"{"id":"a","labels":null,"modified":"2024-01-02T03:04:05Z","deleted":true,"data":null}"#;
+        let entry: ManifestEntry = serde_json::from_str(deleted).unwrap();
+        assert!(entry.labels().is_empty());
+        assert!(serde_json::to_string(&entry)
+            .unwrap()
+            .contains(r#""labels":null"#));
+        assert!(serde_json::from_str::<ManifestEntry>(&json.replace(r#""1""#, "1")).is_err());
     }
 
     #[test]
@@ -427,7 +712,7 @@ mod tests {
 "#;
         let entries = decode_manifest_content(&compression::gzip(json)).unwrap();
         assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].labels()["type"], "notificationProfile");
+        assert_eq!(entries[0].labels().get("type"), Some("notificationProfile"));
         assert_eq!(entries[0].data.get(), r#"{"minSeverity":0}"#);
         assert!(entries[1].deleted);
         assert_eq!(
@@ -445,9 +730,30 @@ mod tests {
     fn metadata_matches_kopia_list_json_shape() {
         let e = entry("a", 0, false, &[("type", "snapshot"), ("hostname", "h")]);
         let json = serde_json::to_string(&e.metadata()).unwrap();
+        let expected = r#"{"id":"a","length":2,"labels":{"hostname":"h","type":"snapshot"},"mtime":"2023-11-14T22:13:20Z"}"#;
+        assert_eq!(json, expected);
+        let mut go = Vec::new();
+        e.metadata().append_go_json(&mut go);
+        assert_eq!(String::from_utf8(go).unwrap(), expected);
+    }
+
+    #[test]
+    fn go_json_metadata_escapes_labels_as_go_does() {
+        let e = entry("b", 120, false, &[("type", "x"), ("note", "<a & b>")]);
+        let mut go = Vec::new();
+        e.metadata().append_go_json(&mut go);
         assert_eq!(
-            json,
-            r#"{"id":"a","length":2,"labels":{"hostname":"h","type":"snapshot"},"mtime":"2023-11-14T22:13:20Z"}"#
+            String::from_utf8(go).unwrap(),
+            r#"{"id":"b","length":2,"labels":{"note":"\u003ca \u0026 b\u003e","type":"x"},"mtime":"2023-11-14T22:13:20.00000012Z"}"#
         );
+    }
+
+    #[test]
+    fn decimals_print_as_to_string_does() {
+        for value in [0, 7, 10, 99, 1_234_567_890, usize::MAX] {
+            let mut out = Vec::new();
+            append_decimal(&mut out, value);
+            assert_eq!(String::from_utf8(out).unwrap(), value.to_string());
+        }
     }
 }

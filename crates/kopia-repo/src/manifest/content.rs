@@ -1,0 +1,345 @@
+//! Manifest contents: gzip of `{"entries":[…]}`, as Kopia's JSON encoder writes them.
+//!
+//! Kopia compacts a repository's manifests into one content, tens of MB of JSON on a large
+//! repository. Such a content is inflated on a helper thread, chunk by chunk, while this one
+//! parses the entries already inflated: the two overlap, and the JSON is never held whole.
+//! Anything but the plain shape Kopia writes goes to the whole-buffer decoder, which also
+//! words the errors.
+
+use std::io::Read;
+use std::sync::mpsc;
+
+use serde::{Deserialize, Serialize};
+
+use super::ManifestEntry;
+use crate::compression::{self, MAX_DECOMPRESSED_LEN};
+use crate::DecodeError;
+
+#[derive(Deserialize)]
+struct ManifestContent {
+    #[serde(alias = "Entries")]
+    entries: Vec<ManifestEntry>,
+}
+
+#[derive(Serialize)]
+struct ManifestContentRef<'a> {
+    entries: &'a [ManifestEntry],
+}
+
+/// Compressed contents at least this large are decoded while they are inflated.
+const STREAMING_MIN_PAYLOAD: usize = 128 << 10;
+/// Inflated bytes handed from the inflating thread to the parser at a time.
+const INFLATE_CHUNK: usize = 256 << 10;
+
+/// Encodes entries as a manifest content payload, as Kopia's JSON encoder and gzip write it.
+pub fn encode_manifest_content(entries: &[ManifestEntry]) -> Vec<u8> {
+    let mut json = serde_json::to_vec(&ManifestContentRef { entries }).expect("entries serialize");
+    json.push(b'\n');
+    compression::gzip(&json)
+}
+
+/// Decodes a manifest content payload: gzip of `{"entries":[…]}`.
+pub fn decode_manifest_content(payload: &[u8]) -> Result<Vec<ManifestEntry>, DecodeError> {
+    let streamed = if payload.len() >= STREAMING_MIN_PAYLOAD {
+        decode_streaming(payload, INFLATE_CHUNK)
+    } else {
+        None
+    };
+    let entries = match streamed {
+        Some(entries) => entries,
+        None => decode_buffered(payload)?,
+    };
+    if entries.iter().any(|entry| entry.id.is_empty()) {
+        return Err(DecodeError::new("manifest entry without an id"));
+    }
+    Ok(entries)
+}
+
+fn decode_buffered(payload: &[u8]) -> Result<Vec<ManifestEntry>, DecodeError> {
+    let json = compression::gunzip(payload)?;
+    Ok(serde_json::from_slice::<ManifestContent>(&json)
+        .map_err(|e| DecodeError::new(format!("invalid manifest content JSON: {e}")))?
+        .entries)
+}
+
+/// The entries of a content in exactly the shape `{"entries":[…]}` (whitespace allowed), or
+/// `None` for anything else (other keys, invalid JSON, a bad gzip stream): those are left to
+/// [`decode_buffered`].
+fn decode_streaming(payload: &[u8], chunk_len: usize) -> Option<Vec<ManifestEntry>> {
+    std::thread::scope(|scope| {
+        let (inflated, chunks) = mpsc::sync_channel(4);
+        let (recycled, spare_buffers) = mpsc::channel();
+        scope.spawn(move || inflate_in_chunks(payload, chunk_len, &inflated, &spare_buffers));
+        // The parser owns the receiving ends: when it gives up early they are dropped, and the
+        // inflating thread stops at its next send.
+        parse_chunks(chunks, recycled)
+    })
+}
+
+type Chunk = Result<Vec<u8>, ()>;
+
+/// Sends the inflated payload in chunks of up to `chunk_len` bytes; `Err` when the gzip stream
+/// is bad or too large. Buffers come back through `spare_buffers` for reuse.
+fn inflate_in_chunks(
+    payload: &[u8],
+    chunk_len: usize,
+    inflated: &mpsc::SyncSender<Chunk>,
+    spare_buffers: &mpsc::Receiver<Vec<u8>>,
+) {
+    let mut reader = compression::gunzip_reader(payload);
+    let mut total = 0usize;
+    loop {
+        let mut buffer = spare_buffers.try_recv().unwrap_or_default();
+        buffer.clear();
+        let read = (&mut reader)
+            .take(chunk_len as u64)
+            .read_to_end(&mut buffer);
+        let chunk = match read {
+            Ok(0) => return,
+            Ok(len) if total + len <= MAX_DECOMPRESSED_LEN => {
+                total += len;
+                Ok(buffer)
+            }
+            _ => Err(()),
+        };
+        let failed = chunk.is_err();
+        if inflated.send(chunk).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Where the parser is in `{"entries":[…]}`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// `{"entries":[` (or `"Entries"`).
+    Opening,
+    /// The first entry, or `]` of an empty list.
+    FirstEntry,
+    /// `,` before another entry, or `]`.
+    Separator,
+    /// An entry after a `,`.
+    Entry,
+    /// `}`, then nothing but whitespace.
+    Closing,
+    Done,
+}
+
+fn parse_chunks(
+    chunks: mpsc::Receiver<Chunk>,
+    recycled: mpsc::Sender<Vec<u8>>,
+) -> Option<Vec<ManifestEntry>> {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut at = 0;
+    let mut expect = Expect::Opening;
+    let mut entries = Vec::new();
+    let mut input_ended = false;
+    loop {
+        // Parse as far as the inflated bytes go.
+        loop {
+            let rest = &pending[at..];
+            let skipped = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+            let rest = &rest[skipped..];
+            let Some(&next) = rest.first() else {
+                break;
+            };
+            match expect {
+                Expect::Opening => match opening_len(rest)? {
+                    Some(len) => {
+                        at += skipped + len;
+                        expect = Expect::FirstEntry;
+                    }
+                    None => break,
+                },
+                Expect::FirstEntry if next == b']' => {
+                    at += skipped + 1;
+                    expect = Expect::Closing;
+                }
+                Expect::FirstEntry | Expect::Entry => {
+                    let mut stream = serde_json::Deserializer::from_slice(rest).into_iter();
+                    match stream.next()? {
+                        Ok(entry) => {
+                            entries.push(entry);
+                            at += skipped + stream.byte_offset();
+                            expect = Expect::Separator;
+                        }
+                        Err(e) if e.is_eof() => break,
+                        Err(_) => return None,
+                    }
+                }
+                Expect::Separator => {
+                    at += skipped + 1;
+                    expect = match next {
+                        b',' => Expect::Entry,
+                        b']' => Expect::Closing,
+                        _ => return None,
+                    };
+                }
+                Expect::Closing if next == b'}' => {
+                    at += skipped + 1;
+                    expect = Expect::Done;
+                }
+                Expect::Closing | Expect::Done => return None,
+            }
+        }
+        if input_ended {
+            return (expect == Expect::Done).then_some(entries);
+        }
+        match chunks.recv() {
+            Ok(Ok(chunk)) => {
+                pending.drain(..at);
+                at = 0;
+                pending.extend_from_slice(&chunk);
+                let _ = recycled.send(chunk);
+            }
+            Ok(Err(())) => return None,
+            Err(mpsc::RecvError) => input_ended = true,
+        }
+    }
+}
+
+/// The length of `{"entries":[` at the start of `text` (whitespace allowed between the tokens);
+/// `Some(None)` when more bytes are needed to tell, `None` when it is something else.
+fn opening_len(text: &[u8]) -> Option<Option<usize>> {
+    let mut at = 0;
+    for token in [&b"{"[..], b"\"", b"entries\"", b":", b"["] {
+        while text.get(at).is_some_and(u8::is_ascii_whitespace) && token != b"entries\"" {
+            at += 1;
+        }
+        let available = &text[at.min(text.len())..];
+        let matches = |expected: &[u8]| {
+            let n = available.len().min(expected.len());
+            available[..n] == expected[..n]
+        };
+        let token_matches = if token == b"entries\"" {
+            matches(token) || matches(b"Entries\"")
+        } else {
+            matches(token)
+        };
+        if !token_matches {
+            return None;
+        }
+        if available.len() < token.len() {
+            return Some(None);
+        }
+        at += token.len();
+    }
+    Some(Some(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{LabelList, Labels};
+    use chrono::{TimeZone, Utc};
+    use serde_json::value::RawValue;
+
+    fn entries(count: usize) -> Vec<ManifestEntry> {
+        (0..count)
+            .map(|n| {
+                let labels: Labels = [
+                    ("type".to_string(), "notification".to_string()),
+                    (
+                        "severity".to_string(),
+                        ["normal", "warning", "error"][n % 3].to_string(),
+                    ),
+                ]
+                .into();
+                ManifestEntry {
+                    id: format!("{n:032x}"),
+                    labels: if n % 7 == 3 {
+                        LabelList::default()
+                    } else {
+                        LabelList::from(&labels)
+                    },
+                    modified: Utc.timestamp_nanos(1_700_000_000_000_000_000 + n as i64 * 1_001),
+                    deleted: n % 7 == 3,
+                    data: RawValue::from_string(if n % 7 == 3 {
+                        "null".to_string()
+                    } else {
+                        format!(r#"{{"title":"entry \"{n}\" ]}},{{","list":[1,{{"a":[]}}]}}"#)
+                    })
+                    .unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    fn as_json(entries: &[ManifestEntry]) -> String {
+        serde_json::to_string(entries).unwrap()
+    }
+
+    #[test]
+    fn streaming_decodes_what_the_buffered_decoder_does_at_any_chunk_size() {
+        let written = entries(300);
+        let payload = encode_manifest_content(&written);
+        for chunk_len in [1, 7, 64, 1000, 1 << 20] {
+            let streamed = decode_streaming(&payload, chunk_len).expect("plain shape streams");
+            assert_eq!(
+                as_json(&streamed),
+                as_json(&written),
+                "chunks of {chunk_len}"
+            );
+        }
+        assert_eq!(
+            as_json(&decode_buffered(&payload).unwrap()),
+            as_json(&written)
+        );
+    }
+
+    #[test]
+    fn whitespace_the_old_key_spelling_and_empty_lists_stream() {
+        let one = serde_json::to_string(&entries(1)[0]).unwrap();
+        for json in [
+            format!(" {{ \"entries\" : [ {one} ,\n {one} ] }} \n"),
+            format!("{{\"Entries\":[{one}]}}"),
+            "{\"entries\":[]}\n".to_string(),
+        ] {
+            let payload = compression::gzip(json.as_bytes());
+            let buffered = decode_buffered(&payload).unwrap();
+            let streamed = decode_streaming(&payload, 3).expect(&json);
+            assert_eq!(as_json(&streamed), as_json(&buffered), "{json}");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_left_to_the_buffered_decoder() {
+        let one = serde_json::to_string(&entries(1)[0]).unwrap();
+        for json in [
+            format!("{{\"entries\":[{one}],\"other\":1}}"),
+            format!("{{\"other\":1,\"entries\":[{one}]}}"),
+            "{\"entries\":[],\"entries\":[]}".to_string(),
+            format!("{{\"entries\":[{one}]}} trailing"),
+            format!("{{\"entries\":[{one},]}}"),
+            format!("{{\"entries\":[{one}"),
+            format!(
+                "{{\"entries\":[{}]}}",
+                one.replace("\"modified\":\"", "\"modified\":5,\"x\":\"")
+            ),
+            "[]".to_string(),
+        ] {
+            let payload = compression::gzip(json.as_bytes());
+            assert!(decode_streaming(&payload, 5).is_none(), "{json}");
+        }
+        let mut truncated = encode_manifest_content(&entries(50));
+        truncated.truncate(truncated.len() - 9);
+        assert!(decode_streaming(&truncated, 64).is_none());
+        assert!(decode_streaming(b"not gzip at all", 64).is_none());
+    }
+
+    #[test]
+    fn large_contents_decode_through_the_public_entry_point() {
+        let written = entries(20_000);
+        let payload = encode_manifest_content(&written);
+        assert!(payload.len() >= STREAMING_MIN_PAYLOAD, "{}", payload.len());
+        assert_eq!(
+            as_json(&decode_manifest_content(&payload).unwrap()),
+            as_json(&written)
+        );
+        // An entry without an id fails the content, streamed or not.
+        let json = String::from_utf8(compression::gunzip(&payload).unwrap()).unwrap();
+        let bad = json.replacen(&format!("\"id\":\"{:032x}\"", 19_999), "\"id\":\"\"", 1);
+        let err = decode_manifest_content(&compression::gzip(bad.as_bytes())).unwrap_err();
+        assert!(err.to_string().contains("without an id"), "{err}");
+    }
+}
