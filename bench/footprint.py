@@ -4,13 +4,15 @@
 Starts the real app on its demo repository in a private headless session (Xvfb, D-Bus, dunst),
 sets a 10 s poll interval, then samples for FOOTPRINT_SECONDS (default 300) per phase:
 PSS of the app and all its child processes (WebKit's included) and their CPU%, first with the
-window closed, then with it open (a second launch opens it). Goals from the issue: closed
+window closed, then with it open (a second launch opens it), then closed again (as a window
+manager closes it). Goals from the issue: closed
 <= 80 MB PSS and < 1 % CPU; open <= 300 MB PSS.
 
 Run: python3 bench/footprint.py  (builds target/release/kopia-notifier unless KOPIA_NOTIFIER_BIN
 points at a binary). Needs xvfb, dbus-daemon and dunst (what .ci/run installs).
 """
 
+import ctypes
 import json
 import os
 import shutil
@@ -66,6 +68,13 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
+def command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
 def cpu_ticks(pid: int) -> int:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -86,6 +95,7 @@ def measure(app_pid: int, label: str) -> dict:
     elapsed = time.monotonic() - started
     pids = descendants(app_pid)
     used = sum(cpu_ticks(p) - start_ticks.get(p, 0) for p in pids)
+    by_process = ", ".join(f"{command_name(p)} {pss_kb(p) / 1024:.1f} MB" for p in pids)
     result = {
         "phase": label,
         "processes": len(pids),
@@ -96,9 +106,45 @@ def measure(app_pid: int, label: str) -> dict:
     print(
         f"{label:>14}: {result['processes']} processes, PSS mean {result['pss_mb_mean']:.1f} MB"
         f" (max {result['pss_mb_max']:.1f} MB), CPU {result['cpu_percent']:.2f} %"
-        f" over {elapsed:.0f} s"
+        f" over {elapsed:.0f} s\n{'':>16}at the end: {by_process}"
     )
     return result
+
+
+def close_window(display: str, title: str) -> None:
+    """Closes the window as a window manager's close button does (a WM_DELETE_WINDOW client
+    message, ICCCM 4.2.8.1): the headless session has no window manager."""
+    found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"],
+                           env={"DISPLAY": display}, capture_output=True, text=True)
+    windows = found.stdout.split()
+    if not windows:
+        sys.exit(f"no visible window titled {title!r} to close")
+    xlib = ctypes.cdll.LoadLibrary("libX11.so.6")
+    xlib.XOpenDisplay.restype = ctypes.c_void_p
+    xlib.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    xlib.XInternAtom.restype = ctypes.c_ulong
+    xlib.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    xlib.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long,
+                                ctypes.c_void_p]
+    xlib.XFlush.argtypes = [ctypes.c_void_p]
+    xlib.XCloseDisplay.argtypes = [ctypes.c_void_p]
+
+    class ClientMessage(ctypes.Structure):  # XClientMessageEvent, padded to sizeof(XEvent)
+        _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong),
+                    ("send_event", ctypes.c_int), ("display", ctypes.c_void_p),
+                    ("window", ctypes.c_ulong), ("message_type", ctypes.c_ulong),
+                    ("format", ctypes.c_int), ("data", ctypes.c_long * 5),
+                    ("pad", ctypes.c_long * 12)]
+
+    connection = xlib.XOpenDisplay(display.encode())
+    if not connection:
+        sys.exit(f"cannot open X display {display}")
+    event = ClientMessage(type=33, window=int(windows[0]), format=32,  # 33: ClientMessage
+                          message_type=xlib.XInternAtom(connection, b"WM_PROTOCOLS", 0))
+    event.data[0] = xlib.XInternAtom(connection, b"WM_DELETE_WINDOW", 0)
+    xlib.XSendEvent(connection, int(windows[0]), 0, 0, ctypes.byref(event))
+    xlib.XFlush(connection)
+    xlib.XCloseDisplay(connection)
 
 
 def set_poll_interval(data_dir: Path, seconds: int) -> None:
@@ -165,13 +211,20 @@ def main() -> None:
         start([str(app), "--data-dir", str(data_dir)]).wait(timeout=20)  # opens the window
         time.sleep(10)
         opened = measure(app_process.pid, "window open")
+        close_window(env["DISPLAY"], "Kopia Notifier")
+        time.sleep(10)
+        reclosed = measure(app_process.pid, "closed again")
         print(
             f"goals: closed PSS {closed['pss_mb_max']:.1f} <= {GOALS['closed_pss_mb']} MB: "
             f"{closed['pss_mb_max'] <= GOALS['closed_pss_mb']}; closed CPU "
             f"{closed['cpu_percent']:.2f} < {GOALS['closed_cpu_percent']} %: "
             f"{closed['cpu_percent'] < GOALS['closed_cpu_percent']}; open PSS "
             f"{opened['pss_mb_max']:.1f} <= {GOALS['open_pss_mb']} MB: "
-            f"{opened['pss_mb_max'] <= GOALS['open_pss_mb']}"
+            f"{opened['pss_mb_max'] <= GOALS['open_pss_mb']}; closed again PSS "
+            f"{reclosed['pss_mb_max']:.1f} <= {GOALS['closed_pss_mb']} MB: "
+            f"{reclosed['pss_mb_max'] <= GOALS['closed_pss_mb']}, CPU "
+            f"{reclosed['cpu_percent']:.2f} < {GOALS['closed_cpu_percent']} %: "
+            f"{reclosed['cpu_percent'] < GOALS['closed_cpu_percent']}"
         )
     finally:
         for process in reversed(processes):

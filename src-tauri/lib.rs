@@ -121,6 +121,11 @@ pub fn run() {
         RunEvent::ExitRequested {
             code: None, api, ..
         } => api.prevent_exit(),
+        RunEvent::WindowEvent {
+            label,
+            event: tauri::WindowEvent::Destroyed,
+            ..
+        } if label == window::LABEL => window::release_webkit(),
         RunEvent::Exit => {
             if let Some(engine) = app.try_state::<EngineHandle>() {
                 tauri::async_runtime::block_on(engine.inner().clone().shutdown());

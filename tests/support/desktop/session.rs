@@ -254,6 +254,15 @@ impl Desktop {
         &self.bus_address
     }
 
+    /// The X display, as `:N`.
+    pub fn display(&self) -> &str {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "DISPLAY")
+            .map(|(_, v)| v.as_str())
+            .expect("the session has a display")
+    }
+
     /// A command with exactly the session's environment.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new(program);
@@ -459,4 +468,40 @@ fn end_process_group(child: &mut Child) {
     // Also ends what the child left behind in its group (WebKit's helper processes).
     signal("-KILL");
     let _ = child.wait();
+}
+
+/// The processes below `pid` (children, their children, …) with their command names.
+pub fn descendants(pid: u32) -> Vec<(u32, String)> {
+    let mut parents: Vec<(u32, u32, String)> = Vec::new();
+    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may itself contain spaces and parentheses.
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        if let Some(parent) = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+        {
+            parents.push((child, parent, comm));
+        }
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(current) = queue.pop() {
+        for (child, parent, comm) in &parents {
+            if *parent == current {
+                found.push((*child, comm.clone()));
+                queue.push(*child);
+            }
+        }
+    }
+    found
 }

@@ -91,6 +91,18 @@ impl WebDriver {
             .ok_or_else(|| format!("{name} of {css} is {value}"))
     }
 
+    /// Makes the newest window current: one opened after the session started is not.
+    pub fn switch_to_newest_window(&self) -> Result<(), String> {
+        let handles = self.call("GET", "/window/handles", None)?;
+        let newest = handles
+            .as_array()
+            .and_then(|all| all.last())
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("window handles are {handles}"))?;
+        self.call("POST", "/window", Some(json!({ "handle": newest })))
+            .map(|_| ())
+    }
+
     pub fn end(self) {
         let _ = self.call("DELETE", "", None);
     }
