@@ -93,42 +93,53 @@ fn render_in_software(_window: &tauri::WebviewWindow) {}
 #[cfg(target_os = "linux")]
 pub fn release_webkit() {
     use rustix::process::{getpid, kill_process, Pid, Signal};
-    let Ok(processes) = std::fs::read_dir("/proc") else {
-        return;
-    };
     let own = getpid().as_raw_nonzero().get();
-    for entry in processes.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid …`; the kernel cuts comm to 15 bytes.
-        let Some((head, tail)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let is_network_process = head.ends_with("(WebKitNetworkPr");
-        let parent = tail
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<i32>().ok());
-        if is_network_process && parent == Some(own) {
-            if let Some(pid) = Pid::from_raw(pid) {
-                match kill_process(pid, Signal::TERM) {
-                    Ok(()) => tracing::debug!(
-                        pid = pid.as_raw_nonzero().get(),
-                        "ended WebKit's network process"
-                    ),
-                    Err(error) => tracing::warn!("ending WebKit's network process: {error}"),
-                }
+    // Under WebKit's bubblewrap sandbox the process is a grandchild: look at all descendants.
+    let processes = processes();
+    let mut parents = vec![own];
+    while let Some(parent) = parents.pop() {
+        for (pid, name) in processes
+            .iter()
+            .filter(|p| p.1 == parent)
+            .map(|p| (p.0, &p.2))
+        {
+            parents.push(pid);
+            // The kernel cuts command names to 15 bytes.
+            if name != "WebKitNetworkPr" {
+                continue;
+            }
+            let Some(pid) = Pid::from_raw(pid) else {
+                continue;
+            };
+            match kill_process(pid, Signal::TERM) {
+                Ok(()) => tracing::debug!(
+                    pid = pid.as_raw_nonzero().get(),
+                    "ended WebKit's network process"
+                ),
+                Err(error) => tracing::warn!("ending WebKit's network process: {error}"),
             }
         }
     }
+}
+
+/// `(pid, parent pid, command name)` of every process we can see.
+#[cfg(target_os = "linux")]
+fn processes() -> Vec<(i32, i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid …`, where comm may itself hold spaces and parentheses.
+            let (head, tail) = stat.rsplit_once(')')?;
+            let (_, name) = head.split_once('(')?;
+            let parent = tail.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, parent, name.to_string()))
+        })
+        .collect()
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -513,7 +513,10 @@ fn labels_go_escapes_list_byte_identical_to_kopia() {
     let args = ["manifest", "list", "--json", "--filter=type:cliEscapes"];
     let ours = stdout_ok(kopia_notify(&repo.config_file(), Some(PASSWORD), &args));
     let theirs = repo.run_ok(&args);
-    assert!(theirs.contains(r"\u003cb\u003e") && theirs.contains(r"\u2028"), "{theirs}");
+    assert!(
+        theirs.contains(r"\u003cb\u003e") && theirs.contains(r"\u2028"),
+        "{theirs}"
+    );
     assert_eq!(ours, theirs);
 }
 

@@ -4,7 +4,8 @@
 //! (`kopia.repository`), `crypto` and `compression` (what wraps every payload), `index` and
 //! `pack` (where contents live), `epoch` (which index blobs are live), `content` (reading a
 //! content through the merged index), `manifest` (the manifest store), `client` (Kopia's
-//! connection config and password sources) and `repository` (the public face).
+//! connection config and password sources) and `repository` (the public face); `go_json`
+//! holds the JSON forms of Go's encoder that Kopia's output carries.
 
 pub mod client;
 pub mod compression;
