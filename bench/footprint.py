@@ -9,7 +9,7 @@ manager closes it). Goals from the issue: closed
 <= 80 MB PSS and < 1 % CPU; open <= 300 MB PSS.
 
 Run: python3 bench/footprint.py  (builds target/release/kopia-notifier unless KOPIA_NOTIFIER_BIN
-points at a binary). Needs xvfb, dbus-daemon and dunst (what .ci/run installs).
+points at a binary). Needs xvfb, dbus-daemon, dunst, xdotool and libX11 (what .ci/run installs).
 """
 
 import ctypes
@@ -170,7 +170,7 @@ def wait_for(predicate, what: str, timeout: float = 60) -> None:
 
 
 def main() -> None:
-    for tool in ("Xvfb", "dbus-daemon", "dunst"):
+    for tool in ("Xvfb", "dbus-daemon", "dunst", "xdotool"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed (see .ci/run)")
     app = app_binary()

@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::{ContentReader, IndexLayout, IndexScope};
 use crate::crypto::blob_crypto;
 use crate::epoch::{self, legacy::LEGACY_INDEX_PREFIX};
+use crate::go_json::go_time;
 use crate::index::{self, ContentId, IndexEntry};
-use crate::manifest::go_time;
 use crate::pack::{self, PREAMBLE_LENGTH};
 use crate::{Error, Result};
 

@@ -6,17 +6,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::content::writer::{ContentWriter, NewContent};
 use crate::content::{read_in_parallel, CommittedIndex, ContentReader, IndexScope};
-use crate::go_json;
-
-mod content;
+use crate::go_json::{self, go_time};
 use crate::index::{ContentId, IndexEntry};
 use crate::{Error, Result};
+
+mod content;
 pub use content::{decode_manifest_content, encode_manifest_content};
 
 /// Content-ID prefix of manifest contents.
@@ -177,7 +177,7 @@ impl ManifestMetadata<'_> {
         out.extend_from_slice(b"{\"id\":");
         go_json::append_string(out, self.id);
         out.extend_from_slice(b",\"length\":");
-        append_decimal(out, self.length);
+        go_json::append_decimal(out, self.length);
         out.extend_from_slice(b",\"labels\":{");
         for (i, (key, value)) in self.labels.iter().enumerate() {
             if i > 0 {
@@ -213,21 +213,6 @@ impl NewManifest {
         hasher.update(self.data.get().as_bytes());
         hex::encode(&hasher.finalize()[..16])
     }
-}
-
-/// Appends `value` in decimal, without the allocation of `to_string`.
-fn append_decimal(out: &mut Vec<u8>, mut value: usize) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
 }
 
 /// An entry in a set keyed by its ID, without a second copy of the ID as the key.
@@ -478,135 +463,6 @@ impl ManifestStore {
     }
 }
 
-/// Go's `time.Time` JSON form: RFC 3339 with up to nine fractional digits, trailing zeros cut.
-pub mod go_time {
-    use super::*;
-    use chrono::{Datelike, Timelike};
-    use serde::{Deserializer, Serializer};
-
-    pub fn format(t: &DateTime<Utc>) -> String {
-        let mut out = Vec::with_capacity(30);
-        append(&mut out, t);
-        String::from_utf8(out).expect("the time format is ASCII")
-    }
-
-    /// Appends `format(t)` without the quotes, without allocating for the common years.
-    pub fn append(out: &mut Vec<u8>, t: &DateTime<Utc>) {
-        if !(0..=9999).contains(&t.year()) {
-            // Outside four-digit years (which Go itself refuses to marshal) chrono's own form.
-            let full = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
-            let body = &full[..full.len() - 1];
-            out.extend_from_slice(body.trim_end_matches('0').trim_end_matches('.').as_bytes());
-            out.push(b'Z');
-            return;
-        }
-        let (date, time) = (t.date_naive(), t.time());
-        let two = |value: u32| [b'0' + (value / 10) as u8, b'0' + (value % 10) as u8];
-        let year = date.year() as u32;
-        let (century, month, day) = (two(year / 100), two(date.month()), two(date.day()));
-        let (hour, minute, second) = (two(time.hour()), two(time.minute()), two(time.second()));
-        let year_low = two(year % 100);
-        out.extend_from_slice(&[
-            century[0],
-            century[1],
-            year_low[0],
-            year_low[1],
-            b'-',
-            month[0],
-            month[1],
-            b'-',
-            day[0],
-            day[1],
-            b'T',
-            hour[0],
-            hour[1],
-            b':',
-            minute[0],
-            minute[1],
-            b':',
-            second[0],
-            second[1],
-        ]);
-        // A leap second shows as nanoseconds ≥ 10^9 in chrono; Go has no such instant.
-        let mut nanos = time.nanosecond() % 1_000_000_000;
-        if nanos > 0 {
-            let mut fraction = [b'.', b'0', b'0', b'0', b'0', b'0', b'0', b'0', b'0', b'0'];
-            for digit in fraction[1..].iter_mut().rev() {
-                *digit = b'0' + (nanos % 10) as u8;
-                nanos /= 10;
-            }
-            let used = fraction
-                .iter()
-                .rposition(|&d| d != b'0')
-                .expect("nanos > 0")
-                + 1;
-            out.extend_from_slice(&fraction[..used]);
-        }
-        out.push(b'Z');
-    }
-
-    pub fn parse(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-        match parse_utc(text.as_bytes()) {
-            Some(t) => Ok(t),
-            None => DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)),
-        }
-    }
-
-    /// The form Go writes, `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, read directly: a manifest load
-    /// parses one per entry. `None` for anything else (offsets, leap seconds, ...).
-    fn parse_utc(text: &[u8]) -> Option<DateTime<Utc>> {
-        let number = |range: std::ops::Range<usize>| -> Option<u32> {
-            let digits = text.get(range)?;
-            digits.iter().try_fold(0u32, |value, &d| {
-                d.is_ascii_digit().then(|| value * 10 + u32::from(d - b'0'))
-            })
-        };
-        let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
-        if text.len() < 20 || separators.iter().any(|&(at, c)| text[at] != c) {
-            return None;
-        }
-        let (fraction, zone) = text[19..].split_at(text.len() - 20);
-        if zone != b"Z" {
-            return None;
-        }
-        let nanos = match fraction {
-            [] => 0,
-            [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
-                number(20..20 + digits.len())? * 10u32.pow(9 - digits.len() as u32)
-            }
-            _ => return None,
-        };
-        let date =
-            chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?;
-        let time =
-            date.and_hms_nano_opt(number(11..13)?, number(14..16)?, number(17..19)?, nanos)?;
-        Some(time.and_utc())
-    }
-
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(t))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        d.deserialize_str(TimeVisitor)
-    }
-
-    /// Parses the text in place, without first copying it into a `String`.
-    struct TimeVisitor;
-
-    impl serde::de::Visitor<'_> for TimeVisitor {
-        type Value = DateTime<Utc>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an RFC 3339 time")
-        }
-
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-            parse(text).map_err(E::custom)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,36 +484,6 @@ mod tests {
             modified: Utc.timestamp_nanos(1_700_000_000_000_000_000 + nanos),
             deleted,
             data: RawValue::from_string(if deleted { "null".into() } else { "{}".into() }).unwrap(),
-        }
-    }
-
-    #[test]
-    fn go_time_trims_trailing_zeros_like_rfc3339nano() {
-        let t = Utc.timestamp_nanos(1_764_470_140_504_295_010);
-        assert_eq!(go_time::format(&t), "2025-11-30T02:35:40.50429501Z");
-        let whole = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
-        assert_eq!(go_time::format(&whole), "2023-11-14T22:13:20Z");
-        let t = go_time::parse("2026-11-30T02:35:40.8144024Z").unwrap();
-        assert_eq!(go_time::format(&t), "2026-11-30T02:35:40.8144024Z");
-        // Forms outside Go's own output still parse, through chrono.
-        let offset = go_time::parse("2024-01-02T03:04:05.5+01:00").unwrap();
-        assert_eq!(go_time::format(&offset), "2024-01-02T02:04:05.5Z");
-        assert!(go_time::parse("2024-01-02T03:04:05.1234567891Z").is_ok());
-        for bad in [
-            "2024-13-02T03:04:05Z",
-            "2024-01-02T03:04:05",
-            "2024-01-02T03:04Z",
-            "",
-        ] {
-            assert!(go_time::parse(bad).is_err(), "{bad}");
-        }
-        for text in [
-            "0001-01-01T00:00:00Z",
-            "2024-02-29T23:59:59.000000001Z",
-            "9999-12-31T23:59:59.999999999Z",
-            "1970-01-01T00:00:00.1Z",
-        ] {
-            assert_eq!(go_time::format(&go_time::parse(text).unwrap()), text);
         }
     }
 
@@ -746,14 +572,5 @@ mod tests {
             String::from_utf8(go).unwrap(),
             r#"{"id":"b","length":2,"labels":{"note":"\u003ca \u0026 b\u003e","type":"x"},"mtime":"2023-11-14T22:13:20.00000012Z"}"#
         );
-    }
-
-    #[test]
-    fn decimals_print_as_to_string_does() {
-        for value in [0, 7, 10, 99, 1_234_567_890, usize::MAX] {
-            let mut out = Vec::new();
-            append_decimal(&mut out, value);
-            assert_eq!(String::from_utf8(out).unwrap(), value.to_string());
-        }
     }
 }
