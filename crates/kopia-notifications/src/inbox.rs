@@ -414,20 +414,9 @@ mod tests {
     use super::*;
     use crate::identity::Recipient;
     use crate::schema::{Draft, Origin};
-    use chrono::{Duration, TimeZone};
+    use crate::test_fixtures::{alice, bob, t0};
+    use chrono::Duration;
     use std::collections::BTreeMap;
-
-    fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2022, 5, 19, 10, 0, 0).unwrap()
-    }
-
-    fn alice() -> Identity {
-        "alice@laptop".parse().unwrap()
-    }
-
-    fn bob() -> Identity {
-        "bob@desk".parse().unwrap()
-    }
 
     /// Builds manifests like a store would hold them, with chosen IDs.
     #[derive(Default)]

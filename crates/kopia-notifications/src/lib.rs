@@ -11,6 +11,8 @@ pub mod kopia_store;
 pub mod schema;
 pub mod service;
 pub mod store;
+#[cfg(test)]
+mod test_fixtures;
 
 pub use error::Error;
 pub use identity::{Identity, Recipient};

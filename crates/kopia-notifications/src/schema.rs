@@ -573,15 +573,7 @@ pub mod rfc3339 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2022, 5, 19, 10, 0, 0).unwrap()
-    }
-
-    fn alice() -> Identity {
-        "alice@laptop".parse().unwrap()
-    }
+    use crate::test_fixtures::{alice, t0 as now};
 
     fn draft() -> Draft {
         Draft::new(

@@ -123,19 +123,8 @@ mod tests {
     use crate::identity::Recipient;
     use crate::schema::{Origin, Severity};
     use crate::store::{MemoryStore, StoreErrorKind};
-    use chrono::{Duration, TimeZone};
-
-    fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2022, 5, 19, 10, 0, 0).unwrap()
-    }
-
-    fn alice() -> Identity {
-        "alice@laptop".parse().unwrap()
-    }
-
-    fn bob() -> Identity {
-        "bob@desk".parse().unwrap()
-    }
+    use crate::test_fixtures::{alice, bob, t0};
+    use chrono::Duration;
 
     fn draft(severity: Severity, to: Recipient, title: &str) -> Draft {
         Draft::new(
