@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -183,34 +184,47 @@ fn json_list_part(entries: &[&ManifestEntry], first: bool, part: &mut Vec<u8>) {
     }
 }
 
-/// Writes `format(batch, is_first, buffer)` of consecutive batches of `entries`, one batch per
-/// core at a time, in order. Listings run to tens of thousands of entries and formatting is
-/// most of their time; the buffers are reused, so memory stays at a few batches.
+/// Writes `format(batch, is_first, buffer)` of consecutive batches of `entries`, in order.
+/// Listings run to tens of thousands of entries and formatting is most of their time: one
+/// worker per core formats every so many batches while this thread writes what is ready.
+/// Each worker has at most two buffers in use, reused, so memory stays at a few batches.
 fn write_in_parallel<T: Sync>(
     out: &mut impl Write,
     entries: &[T],
     format: impl Fn(&[T], bool, &mut Vec<u8>) + Sync,
 ) -> std::io::Result<()> {
     const BATCH: usize = 1_024;
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut buffers = vec![Vec::new(); threads];
-    for (round, group) in entries.chunks(BATCH * threads).enumerate() {
-        let batches: Vec<&[T]> = group.chunks(BATCH).collect();
-        let format = &format;
-        std::thread::scope(|scope| {
-            let (own, others) = buffers.split_first_mut().expect("at least one buffer");
-            for (batch, buffer) in batches[1..].iter().zip(others) {
-                buffer.clear();
-                scope.spawn(move || format(batch, false, buffer));
-            }
-            own.clear();
-            format(batches[0], round == 0, own);
-        });
-        for buffer in &buffers[..batches.len()] {
-            out.write_all(buffer)?;
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    let batches: Vec<&[T]> = entries.chunks(BATCH).collect();
+    std::thread::scope(|scope| {
+        let mut formatted_by_worker = Vec::with_capacity(workers);
+        for worker in 0..workers.min(batches.len()) {
+            let (done, formatted) = mpsc::sync_channel::<Vec<u8>>(1);
+            let (recycle, spare) = mpsc::channel::<Vec<u8>>();
+            let (batches, format) = (&batches, &format);
+            scope.spawn(move || {
+                for (at, batch) in batches.iter().enumerate().skip(worker).step_by(workers) {
+                    let mut buffer = spare.try_recv().unwrap_or_default();
+                    buffer.clear();
+                    format(batch, at == 0, &mut buffer);
+                    // The writer stopped (a write failed): nothing more to do.
+                    if done.send(buffer).is_err() {
+                        return;
+                    }
+                }
+            });
+            formatted_by_worker.push((formatted, recycle));
         }
-    }
-    Ok(())
+        for at in 0..batches.len() {
+            let (formatted, recycle) = &formatted_by_worker[at % workers];
+            let buffer = formatted
+                .recv()
+                .expect("a worker formats each of its batches");
+            out.write_all(&buffer)?;
+            let _ = recycle.send(buffer);
+        }
+        Ok(())
+    })
 }
 
 fn show(store: &ManifestStore, ids: &[String]) -> Result<()> {
@@ -238,6 +252,56 @@ fn show(store: &ManifestStore, ids: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn numbers(batch: &[usize], first: bool, out: &mut Vec<u8>) {
+        for (i, n) in batch.iter().enumerate() {
+            let separator = if first && i == 0 { "" } else { "," };
+            out.extend_from_slice(format!("{separator}{n}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn parallel_writing_keeps_the_order_of_many_batches() {
+        for count in [0, 1, 1_024, 1_025, 10_000] {
+            let entries: Vec<usize> = (0..count).collect();
+            let mut out = Vec::new();
+            write_in_parallel(&mut out, &entries, numbers).unwrap();
+            let expected: Vec<String> = entries.iter().map(usize::to_string).collect();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                expected.join(","),
+                "{count}"
+            );
+        }
+    }
+
+    /// Accepts `room` bytes, then fails like a closed pipe.
+    struct ClosingWriter {
+        room: usize,
+    }
+
+    impl Write for ClosingWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            let taken = buf.len().min(self.room);
+            self.room -= taken;
+            Ok(taken)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_stops_the_workers_and_is_reported() {
+        let entries: Vec<usize> = (0..100_000).collect();
+        let error =
+            write_in_parallel(&mut ClosingWriter { room: 10_000 }, &entries, numbers).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe);
+    }
 
     #[test]
     fn filters_split_at_the_first_colon() {

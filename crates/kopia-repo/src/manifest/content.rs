@@ -3,7 +3,8 @@
 //! Kopia compacts a repository's manifests into one content, tens of MB of JSON on a large
 //! repository. Such a content is inflated on a helper thread, chunk by chunk, while this one
 //! parses the entries already inflated: the two overlap, and the JSON is never held whole.
-//! Anything but the plain shape Kopia writes goes to the whole-buffer decoder, which also
+//! Entries are read in the plain form Go writes (`plain_entry.rs`), others through serde.
+//! Anything but the plain `{"entries":[…]}` goes to serde's whole-buffer decoder, which also
 //! words the errors.
 
 use std::io::Read;
@@ -11,6 +12,7 @@ use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
+use super::plain_entry::{PlainEntry, PlainEntryReader};
 use super::ManifestEntry;
 use crate::compression::{self, MAX_DECOMPRESSED_LEN};
 use crate::DecodeError;
@@ -38,7 +40,8 @@ pub fn encode_manifest_content(entries: &[ManifestEntry]) -> Vec<u8> {
     compression::gzip(&json)
 }
 
-/// Decodes a manifest content payload: gzip of `{"entries":[…]}`.
+/// Decodes a manifest content payload: gzip of `{"entries":[…]}`. Entries with equal labels
+/// share them.
 pub fn decode_manifest_content(payload: &[u8]) -> Result<Vec<ManifestEntry>, DecodeError> {
     let streamed = if payload.len() >= STREAMING_MIN_PAYLOAD {
         decode_streaming(payload, INFLATE_CHUNK)
@@ -57,6 +60,13 @@ pub fn decode_manifest_content(payload: &[u8]) -> Result<Vec<ManifestEntry>, Dec
 
 fn decode_buffered(payload: &[u8]) -> Result<Vec<ManifestEntry>, DecodeError> {
     let json = compression::gunzip(payload)?;
+    let mut parse = EntriesParse::default();
+    // After the closing brace only whitespace is left unparsed.
+    if parse.advance(&json).is_some() {
+        if let Some(entries) = parse.finish() {
+            return Ok(entries);
+        }
+    }
     Ok(serde_json::from_slice::<ManifestContent>(&json)
         .map_err(|e| DecodeError::new(format!("invalid manifest content JSON: {e}")))?
         .entries)
@@ -110,9 +120,10 @@ fn inflate_in_chunks(
 }
 
 /// Where the parser is in `{"entries":[…]}`.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 enum Expect {
     /// `{"entries":[` (or `"Entries"`).
+    #[default]
     Opening,
     /// The first entry, or `]` of an empty list.
     FirstEntry,
@@ -125,51 +136,59 @@ enum Expect {
     Done,
 }
 
-fn parse_chunks(
-    chunks: mpsc::Receiver<Chunk>,
-    recycled: mpsc::Sender<Vec<u8>>,
-) -> Option<Vec<ManifestEntry>> {
-    let mut pending: Vec<u8> = Vec::new();
-    let mut at = 0;
-    let mut expect = Expect::Opening;
-    let mut entries = Vec::new();
-    let mut input_ended = false;
-    loop {
-        // Parse as far as the inflated bytes go.
+/// A parse of `{"entries":[…]}` fed its text in pieces.
+#[derive(Default)]
+struct EntriesParse {
+    expect: Expect,
+    entries: Vec<ManifestEntry>,
+    plain: PlainEntryReader,
+}
+
+impl EntriesParse {
+    /// Parses `text` as far as it holds whole tokens and entries; returns how many bytes it
+    /// used (the rest must come again with what follows), or `None` when the text is not of
+    /// the shape.
+    fn advance(&mut self, text: &[u8]) -> Option<usize> {
+        let mut at = 0;
         loop {
-            let rest = &pending[at..];
+            let rest = &text[at..];
             let skipped = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
             let rest = &rest[skipped..];
             let Some(&next) = rest.first() else {
-                break;
+                return Some(at);
             };
-            match expect {
+            match self.expect {
                 Expect::Opening => match opening_len(rest)? {
                     Some(len) => {
                         at += skipped + len;
-                        expect = Expect::FirstEntry;
+                        self.expect = Expect::FirstEntry;
                     }
-                    None => break,
+                    None => return Some(at),
                 },
                 Expect::FirstEntry if next == b']' => {
                     at += skipped + 1;
-                    expect = Expect::Closing;
+                    self.expect = Expect::Closing;
                 }
                 Expect::FirstEntry | Expect::Entry => {
-                    let mut stream = serde_json::Deserializer::from_slice(rest).into_iter();
-                    match stream.next()? {
-                        Ok(entry) => {
-                            entries.push(entry);
-                            at += skipped + stream.byte_offset();
-                            expect = Expect::Separator;
+                    let (entry, len) = match self.plain.read(rest) {
+                        PlainEntry::Read(entry, len) => (entry, len),
+                        PlainEntry::Incomplete => return Some(at),
+                        PlainEntry::Other => {
+                            let mut stream = serde_json::Deserializer::from_slice(rest).into_iter();
+                            match stream.next()? {
+                                Ok(entry) => (entry, stream.byte_offset()),
+                                Err(e) if e.is_eof() => return Some(at),
+                                Err(_) => return None,
+                            }
                         }
-                        Err(e) if e.is_eof() => break,
-                        Err(_) => return None,
-                    }
+                    };
+                    self.entries.push(entry);
+                    at += skipped + len;
+                    self.expect = Expect::Separator;
                 }
                 Expect::Separator => {
                     at += skipped + 1;
-                    expect = match next {
+                    self.expect = match next {
                         b',' => Expect::Entry,
                         b']' => Expect::Closing,
                         _ => return None,
@@ -177,23 +196,36 @@ fn parse_chunks(
                 }
                 Expect::Closing if next == b'}' => {
                     at += skipped + 1;
-                    expect = Expect::Done;
+                    self.expect = Expect::Done;
                 }
                 Expect::Closing | Expect::Done => return None,
             }
         }
-        if input_ended {
-            return (expect == Expect::Done).then_some(entries);
-        }
+    }
+
+    /// The entries, when the text so far was the whole content.
+    fn finish(self) -> Option<Vec<ManifestEntry>> {
+        (self.expect == Expect::Done).then_some(self.entries)
+    }
+}
+
+fn parse_chunks(
+    chunks: mpsc::Receiver<Chunk>,
+    recycled: mpsc::Sender<Vec<u8>>,
+) -> Option<Vec<ManifestEntry>> {
+    let mut parse = EntriesParse::default();
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
         match chunks.recv() {
             Ok(Ok(chunk)) => {
-                pending.drain(..at);
-                at = 0;
                 pending.extend_from_slice(&chunk);
                 let _ = recycled.send(chunk);
+                let used = parse.advance(&pending)?;
+                pending.drain(..used);
             }
             Ok(Err(())) => return None,
-            Err(mpsc::RecvError) => input_ended = true,
+            // Only whitespace is left unparsed after the closing brace.
+            Err(mpsc::RecvError) => return parse.finish(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! the entries of every live manifest content (latest `modified` wins, deletions hide), and a
 //! refresh reads only index blobs and manifest contents it has not seen before.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,113 +17,15 @@ use crate::index::{ContentId, IndexEntry};
 use crate::{Error, Result};
 
 mod content;
+mod labels;
+mod plain_entry;
 pub use content::{decode_manifest_content, encode_manifest_content};
+pub use labels::{LabelList, Labels};
 
 /// Content-ID prefix of manifest contents.
 pub const MANIFEST_CONTENT_PREFIX: char = 'm';
 /// The label every manifest carries.
 pub const TYPE_LABEL: &str = "type";
-
-pub type Labels = BTreeMap<String, String>;
-
-/// The labels of a stored entry, sorted by key. A compact form of [`Labels`] (one allocation
-/// for the list instead of a tree node): a repository holds tens of thousands of entries.
-/// Deletion entries have none, stored as `null` as Go stores a nil map.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LabelList(Box<[(Box<str>, Box<str>)]>);
-
-impl LabelList {
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()
-            .map(|at| self.0[at].1.as_ref())
-    }
-
-    /// Pairs in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn to_labels(&self) -> Labels {
-        self.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-}
-
-impl From<&Labels> for LabelList {
-    fn from(labels: &Labels) -> Self {
-        LabelList(
-            labels
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
-                .collect(),
-        )
-    }
-}
-
-impl Serialize for LabelList {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.is_empty() {
-            s.serialize_none()
-        } else {
-            s.collect_map(self.iter())
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for LabelList {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct PairsVisitor;
-
-        impl<'de> serde::de::Visitor<'de> for PairsVisitor {
-            type Value = LabelList;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of string labels, or null")
-            }
-
-            fn visit_none<E>(self) -> Result<LabelList, E> {
-                Ok(LabelList::default())
-            }
-
-            fn visit_unit<E>(self) -> Result<LabelList, E> {
-                Ok(LabelList::default())
-            }
-
-            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<LabelList, D::Error> {
-                d.deserialize_map(self)
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<LabelList, A::Error> {
-                let mut pairs: Vec<(Box<str>, Box<str>)> =
-                    Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some(pair) = map.next_entry::<String, String>()? {
-                    pairs.push((pair.0.into(), pair.1.into()));
-                }
-                // As a Go map decodes it: the last of repeated keys wins.
-                pairs.reverse();
-                pairs.sort_by(|a, b| a.0.cmp(&b.0));
-                pairs.dedup_by(|later, first| later.0 == first.0);
-                Ok(LabelList(pairs.into_boxed_slice()))
-            }
-        }
-
-        d.deserialize_option(PairsVisitor)
-    }
-}
 
 /// One manifest entry as stored (a deletion entry has no labels and `null` data).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -215,19 +117,32 @@ impl NewManifest {
     }
 }
 
-/// An entry in a set keyed by its ID, without a second copy of the ID as the key.
+/// The entries of one manifest content, shared by the store's contents and its live set.
+type ContentEntries = Arc<Vec<ManifestEntry>>;
+
+/// An entry in a set keyed by its ID, without a second copy of the ID as the key: a position
+/// in its content's entries (one shared list per content rather than an allocation per entry).
 #[derive(Clone)]
-struct ById(Arc<ManifestEntry>);
+struct ById {
+    entries: ContentEntries,
+    at: usize,
+}
+
+impl ById {
+    fn entry(&self) -> &ManifestEntry {
+        &self.entries[self.at]
+    }
+}
 
 impl std::borrow::Borrow<str> for ById {
     fn borrow(&self) -> &str {
-        &self.0.id
+        &self.entry().id
     }
 }
 
 impl PartialEq for ById {
     fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
+        self.entry().id == other.entry().id
     }
 }
 
@@ -236,7 +151,7 @@ impl Eq for ById {}
 impl std::hash::Hash for ById {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         // As `str` hashes, so that lookups by `&str` find it (`Borrow` requires it).
-        self.0.id.as_str().hash(state);
+        self.entry().id.as_str().hash(state);
     }
 }
 
@@ -245,17 +160,26 @@ type LiveEntries = HashSet<ById, foldhash::fast::RandomState>;
 
 /// Merges entries by manifest ID: a strictly later `modified` wins, the first seen wins ties,
 /// and IDs whose winner is a deletion disappear.
-fn merge_entries<'a>(entries: impl IntoIterator<Item = &'a Arc<ManifestEntry>>) -> LiveEntries {
-    let mut winners = LiveEntries::default();
-    for entry in entries {
-        match winners.get(entry.id.as_str()) {
-            Some(current) if entry.modified <= current.0.modified => {}
-            _ => {
-                winners.replace(ById(Arc::clone(entry)));
+fn merge_entries(contents: &[&ContentEntries]) -> LiveEntries {
+    // Presized: growing a set of tens of thousands rehashes every entry several times.
+    let mut winners = LiveEntries::with_capacity_and_hasher(
+        contents.iter().map(|entries| entries.len()).sum(),
+        Default::default(),
+    );
+    for entries in contents {
+        for (at, entry) in entries.iter().enumerate() {
+            match winners.get(entry.id.as_str()) {
+                Some(current) if entry.modified <= current.entry().modified => {}
+                _ => {
+                    winners.replace(ById {
+                        entries: Arc::clone(entries),
+                        at,
+                    });
+                }
             }
         }
     }
-    winners.retain(|e| !e.0.deleted);
+    winners.retain(|e| !e.entry().deleted);
     winners
 }
 
@@ -275,7 +199,7 @@ pub struct ManifestRefresh {
 pub struct ManifestStore {
     reader: ContentReader,
     index: CommittedIndex,
-    contents: HashMap<ContentId, Arc<Vec<Arc<ManifestEntry>>>>,
+    contents: HashMap<ContentId, ContentEntries>,
     live: LiveEntries,
 }
 
@@ -344,21 +268,17 @@ impl ManifestStore {
                     blob_id: entry.pack_blob_id.to_string(),
                     reason,
                 })?;
-            Ok((
-                entry.content_id,
-                Arc::new(entries.into_iter().map(Arc::new).collect()),
-            ))
+            Ok((entry.content_id, Arc::new(entries)))
         })?;
         let read = fetched.len();
         self.contents.extend(fetched);
         let live_ids: HashSet<&ContentId> = wanted.iter().map(|e| &e.content_id).collect();
         self.contents.retain(|id, _| live_ids.contains(id));
-        self.live = merge_entries(
-            wanted
-                .iter()
-                .filter_map(|e| self.contents.get(&e.content_id))
-                .flat_map(|entries| entries.iter()),
-        );
+        let live_contents: Vec<&ContentEntries> = wanted
+            .iter()
+            .filter_map(|e| self.contents.get(&e.content_id))
+            .collect();
+        self.live = merge_entries(&live_contents);
         Ok(read)
     }
 
@@ -399,7 +319,7 @@ impl ManifestStore {
             let put_time = now + chrono::Duration::nanoseconds(position as i64);
             let modified = match self.live.get(id.as_str()) {
                 Some(existing) => {
-                    put_time.max(existing.0.modified + chrono::Duration::nanoseconds(1))
+                    put_time.max(existing.entry().modified + chrono::Duration::nanoseconds(1))
                 }
                 None => put_time,
             };
@@ -434,7 +354,7 @@ impl ManifestStore {
         let mut found: Vec<(DateTime<Utc>, &ManifestEntry)> = self
             .live
             .iter()
-            .map(|e| e.0.as_ref())
+            .map(ById::entry)
             .filter(|e| e.matches(filter))
             .map(|e| (e.modified, e))
             .collect();
@@ -446,7 +366,7 @@ impl ManifestStore {
     pub fn get(&self, id: &str) -> Result<&ManifestEntry> {
         self.live
             .get(id)
-            .map(|e| e.0.as_ref())
+            .map(ById::entry)
             .ok_or_else(|| Error::ManifestNotFound(id.to_string()))
     }
 
@@ -496,10 +416,12 @@ mod tests {
             entry("b", 9, false, &[("type", "new")]),
             entry("c", 3, false, &[("type", "x")]),
         ];
-        let entries: Vec<_> = entries.into_iter().map(Arc::new).collect();
-        let merged = merge_entries(&entries);
+        let merged = merge_entries(&[&Arc::new(entries)]);
         assert!(!merged.contains("a"));
-        assert_eq!(merged.get("b").unwrap().0.labels().get("type"), Some("new"));
+        assert_eq!(
+            merged.get("b").unwrap().entry().labels().get("type"),
+            Some("new")
+        );
         assert!(merged.contains("c"));
     }
 
@@ -509,8 +431,7 @@ mod tests {
             entry("a", 5, false, &[("type", "x")]),
             entry("a", 5, true, &[]),
         ];
-        let entries: Vec<_> = entries.into_iter().map(Arc::new).collect();
-        assert!(merge_entries(&entries).contains("a"));
+        assert!(merge_entries(&[&Arc::new(entries)]).contains("a"));
     }
 
     #[test]
