@@ -320,6 +320,29 @@ mod tests {
     }
 
     #[test]
+    fn entries_in_other_forms_decode_among_plain_ones() {
+        let written = entries(40);
+        let mut texts: Vec<String> = written
+            .iter()
+            .map(|entry| serde_json::to_string(entry).unwrap())
+            .collect();
+        // What serde reads but the plain form does not: other key orders, whitespace, escapes.
+        texts[3] = texts[3].replacen("{\"id\":", "{ \"id\" :", 1);
+        texts[10] = serde_json::to_string_pretty(&written[10]).unwrap();
+        texts[17] = texts[17].replacen("\"id\":\"", "\"id\":\"\\u0030", 1);
+        let json = format!("{{\"entries\":[{}]}}", texts.join(","));
+        let payload = compression::gzip(json.as_bytes());
+        let expected: ManifestContent = serde_json::from_str(&json).unwrap();
+        assert_eq!(expected.entries[17].id, format!("0{}", written[17].id));
+        for decoded in [
+            decode_streaming(&payload, 64).expect("plain shape streams"),
+            decode_buffered(&payload).unwrap(),
+        ] {
+            assert_eq!(as_json(&decoded), as_json(&expected.entries));
+        }
+    }
+
+    #[test]
     fn whitespace_the_old_key_spelling_and_empty_lists_stream() {
         let one = serde_json::to_string(&entries(1)[0]).unwrap();
         for json in [
