@@ -42,11 +42,6 @@ impl LabelList {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
-
-    /// Whether both lists are one shared copy.
-    pub fn shares_pairs_with(&self, other: &LabelList) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
 }
 
 impl From<&Labels> for LabelList {

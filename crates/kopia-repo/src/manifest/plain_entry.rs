@@ -223,6 +223,10 @@ mod tests {
             };
             lists.push(entry.labels);
         }
-        assert!(lists[0].shares_pairs_with(&lists[1]));
+        // One copy: the same text in memory, not only equal text.
+        let type_label = |list: &LabelList| list.get("type").unwrap().as_ptr();
+        assert_eq!(type_label(&lists[0]), type_label(&lists[1]));
+        let separate: LabelList = serde_json::from_str(r#"{"type":"x"}"#).unwrap();
+        assert_ne!(type_label(&lists[0]), type_label(&separate));
     }
 }
