@@ -653,18 +653,8 @@ mod tests {
     #[test]
     fn queued_acks_overlay_only_their_identity() {
         let view = |id: &str, acked: bool| NotificationView {
-            repo: 1,
-            repo_name: "r".into(),
-            id: id.into(),
-            severity: "error".into(),
-            title: "t".into(),
-            message: String::new(),
-            details: String::new(),
-            link: None,
-            origin_host: "h".into(),
-            created: DateTime::UNIX_EPOCH,
             acknowledged_at: acked.then_some(DateTime::UNIX_EPOCH),
-            ack_pending: false,
+            ..NotificationView::example(id, DateTime::UNIX_EPOCH)
         };
         let at = DateTime::UNIX_EPOCH + chrono::Duration::hours(1);
         let queued = |id: &str, who: &str| QueuedAck {

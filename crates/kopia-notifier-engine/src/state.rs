@@ -517,20 +517,7 @@ mod tests {
     }
 
     fn view(id: &str) -> NotificationView {
-        NotificationView {
-            repo: 1,
-            repo_name: "r".into(),
-            id: id.into(),
-            severity: "error".into(),
-            title: "t".into(),
-            message: String::new(),
-            details: String::new(),
-            link: None,
-            origin_host: "h".into(),
-            created: t0(),
-            acknowledged_at: None,
-            ack_pending: false,
-        }
+        NotificationView::example(id, t0())
     }
 
     #[test]

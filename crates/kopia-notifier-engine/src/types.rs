@@ -98,6 +98,27 @@ pub struct NotificationView {
     pub ack_pending: bool,
 }
 
+#[cfg(test)]
+impl NotificationView {
+    /// An unacknowledged error notification `id` of repository 1, for unit tests.
+    pub(crate) fn example(id: &str, created: DateTime<Utc>) -> Self {
+        NotificationView {
+            repo: 1,
+            repo_name: "r".into(),
+            id: id.into(),
+            severity: "error".into(),
+            title: "t".into(),
+            message: String::new(),
+            details: String::new(),
+            link: None,
+            origin_host: "h".into(),
+            created,
+            acknowledged_at: None,
+            ack_pending: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Settings {

@@ -135,6 +135,13 @@ impl Fixture {
     /// A started engine acting as alice@laptop, with the fixture's repository added.
     async fn started_with_repo(&self) -> (EngineHandle, Receiver<EngineEvent>, RepoId) {
         let (engine, events) = self.start().await;
+        let repo = self.add_repo_as_me(&engine, Some("Test")).await;
+        wait_status(&engine, repo, |s| matches!(s, RepositoryStatus::Ok { .. })).await;
+        (engine, events, repo)
+    }
+
+    /// Makes `engine` act as alice@laptop and adds the fixture's repository under `name`.
+    async fn add_repo_as_me(&self, engine: &EngineHandle, name: Option<&str>) -> RepoId {
         engine
             .update_settings(Settings {
                 identity_override: Some(ME.into()),
@@ -142,16 +149,14 @@ impl Fixture {
             })
             .await
             .unwrap();
-        let repo = engine
+        engine
             .add_repository(AddRepository::Filesystem {
                 path: self.repo_path.clone(),
                 password: PASSWORD.into(),
-                name: Some("Test".into()),
+                name: name.map(str::to_string),
             })
             .await
-            .unwrap();
-        wait_status(&engine, repo, |s| matches!(s, RepositoryStatus::Ok { .. })).await;
-        (engine, events, repo)
+            .unwrap()
     }
 }
 
@@ -236,21 +241,7 @@ async fn onboarding_then_existing_notifications_pop_once_across_restarts() {
     engine.shutdown().await;
 
     let (engine, mut events) = fixture.start().await;
-    engine
-        .update_settings(Settings {
-            identity_override: Some(ME.into()),
-            ..Settings::default()
-        })
-        .await
-        .unwrap();
-    let repo = engine
-        .add_repository(AddRepository::Filesystem {
-            path: fixture.repo_path.clone(),
-            password: PASSWORD.into(),
-            name: None,
-        })
-        .await
-        .unwrap();
+    let repo = fixture.add_repo_as_me(&engine, None).await;
     // Default minimum severity is warning: only the error pops.
     let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
     assert_eq!(popped_ids(&event), [error.as_str()]);
