@@ -589,6 +589,66 @@ fn bad_writes_are_refused_and_write_nothing() {
     );
 }
 
+/// A manifest someone else wrote with terminal escapes and a right-to-left override in its
+/// labels and payload: `manifest list` and `show` print them as visible escapes, while
+/// `--json` stays byte-identical to Kopia's.
+#[test]
+fn hostile_text_is_escaped_for_people_and_exact_in_json() {
+    let Some(repo) = repo_with_snapshots() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.json");
+    fs::write(
+        &payload,
+        "{\"title\": \"invoice\u{202e}fdp.exe \u{9b}2J \u{7f}\"}",
+    )
+    .unwrap();
+    let out = kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &[
+            "manifest",
+            "put",
+            &format!("--file={}", payload.display()),
+            "--label=type:cliHostile",
+            "--label=title:\u{1b}[2J\u{1b}]8;;https://evil.example/\u{7}x\u{1b}]8;;\u{7}\u{202e}",
+        ],
+    );
+    let id = stdout_ok(out).trim().to_owned();
+    let raw = |text: &str| {
+        text.chars()
+            .any(|c| c != '\n' && c.is_control() || c == '\u{202e}')
+    };
+
+    let listed = stdout_ok(kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &["manifest", "list", "--filter=type:cliHostile"],
+    ));
+    assert!(!raw(&listed), "{listed:?}");
+    assert!(
+        listed
+            .contains("title:\\x1b[2J\\x1b]8;;https://evil.example/\\x07x\\x1b]8;;\\x07\\u{202e}"),
+        "{listed}"
+    );
+    let shown = stdout_ok(kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &["manifest", "show", &id],
+    ));
+    assert!(!raw(&shown), "{shown:?}");
+    assert!(
+        shown.contains("\"invoice\\u{202e}fdp.exe \\x9b2J \\x7f\""),
+        "{shown}"
+    );
+    assert!(shown.contains("// label title:\\x1b[2J"), "{shown}");
+
+    let args = ["manifest", "list", "--json", "--filter=type:cliHostile"];
+    let ours = stdout_ok(kopia_notify(&repo.config_file(), Some(PASSWORD), &args));
+    assert_eq!(ours, repo.run_ok(&args));
+}
+
 /// Puts empty blobs named like range checkpoints into the storage, where Kopia would.
 fn put_empty_range_checkpoints(repo: &KopiaRepo, ranges: &[(u32, u32)]) {
     use kopia_repo::storage::BlobStorage;
