@@ -1,7 +1,7 @@
 //! The public face: open a repository from its storage and password, or from a Kopia client
 //! config file, and hand out content readers and manifest stores over it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,9 @@ pub struct Repository {
     config: RepositoryConfig,
     crypto: Arc<ContentCrypto>,
     timings: OpenTimings,
+    /// The client config of a connection made with `kopia repository connect --readonly`:
+    /// Kopia refuses every write through it, and so does [`Repository::content_writer`].
+    read_only_config: Option<PathBuf>,
 }
 
 /// Where the time of an open went (the benchmark prints it).
@@ -148,6 +151,7 @@ impl Repository {
             config,
             crypto,
             timings,
+            read_only_config: None,
         })
     }
 
@@ -181,7 +185,10 @@ impl Repository {
         let client_config = client::load(config_path)?;
         let password = client::resolve_password(config_path)?;
         let storage = client_config.open_storage()?;
-        let repository = Repository::open(storage, password.expose())?;
+        let mut repository = Repository::open(storage, password.expose())?;
+        if client_config.readonly {
+            repository.read_only_config = Some(config_path.to_path_buf());
+        }
         Ok((repository, client_config))
     }
 
@@ -223,9 +230,20 @@ impl Repository {
         )
     }
 
+    /// The client config of the read-only connection it was opened through, if it was: no
+    /// writer is given then.
+    pub fn read_only_config(&self) -> Option<&Path> {
+        self.read_only_config.as_deref()
+    }
+
     /// A writer for new contents, after checking (from storage, not from what was read at open)
     /// that the repository may be written: no upgrade under way, the same keys and parameters.
     pub fn content_writer(&self, owner: SessionOwner) -> Result<ContentWriter> {
+        if let Some(config) = &self.read_only_config {
+            return Err(Error::ReadOnly {
+                config: config.clone(),
+            });
+        }
         let (current, current_bytes) = read_format_blob(self.storage.as_ref())?;
         if current_bytes != self.format_blob_bytes {
             let config = current.decrypt_config(&self.format_key)?;

@@ -124,6 +124,21 @@ mod tests {
         Ok(None)
     }
 
+    /// A keyring that timed out is reported as such when no password file exists, never as
+    /// a missing password; with a password file the file is used.
+    #[test]
+    fn keyring_timeout_is_not_a_missing_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("repository.config");
+        let slow =
+            |_: &Path| -> Result<Option<String>> { Err(Error::KeyringUnavailable("slow".into())) };
+        let error = resolve_password_from(&config, None, slow).unwrap_err();
+        assert!(matches!(error, Error::KeyringUnavailable(_)), "{error}");
+        std::fs::write(password_file_path(&config), "cHc=").unwrap();
+        let (password, source) = resolve_password_from(&config, None, slow).unwrap();
+        assert_eq!((password.expose(), source), ("pw", PasswordSource::File));
+    }
+
     #[test]
     fn debug_never_shows_the_password() {
         let p = Password::new("hunter2");
