@@ -3,7 +3,7 @@
 //! publishes the list, the popups to show and the popups to withdraw. Repository access runs
 //! on `spawn_blocking`; the rules of what is pending live in `kopia_notifications`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,13 +135,15 @@ fn flush_and_list(
                 continue;
             };
             // Acknowledge only what still exists for `who`; the rest can never be written.
-            let (valid, gone): (Vec<QueuedAck>, Vec<QueuedAck>) =
-                acks.into_iter().partition(|ack| {
-                    inbox
-                        .notifications()
-                        .iter()
-                        .any(|n| n.id == ack.notification_id && n.recipient.includes(&who))
-                });
+            let addressed: HashSet<&str> = inbox
+                .notifications()
+                .iter()
+                .filter(|n| n.recipient.includes(&who))
+                .map(|n| n.id.as_str())
+                .collect();
+            let (valid, gone): (Vec<QueuedAck>, Vec<QueuedAck>) = acks
+                .into_iter()
+                .partition(|ack| addressed.contains(ack.notification_id.as_str()));
             for ack in &gone {
                 tracing::info!(id = %ack.notification_id, "queued acknowledgement dropped: notification gone");
             }
@@ -219,15 +221,17 @@ pub(crate) fn overlay_queued(
     queued: &[QueuedAck],
     identity: &str,
 ) -> Vec<NotificationView> {
+    // The first queued acknowledgement of each notification by `identity`.
+    let mut mine: HashMap<&str, &QueuedAck> = HashMap::new();
+    for ack in queued.iter().filter(|a| a.identity == identity) {
+        mine.entry(ack.notification_id.as_str()).or_insert(ack);
+    }
     known
         .iter()
         .map(|view| {
             let mut view = view.clone();
             if view.acknowledged_at.is_none() {
-                if let Some(ack) = queued
-                    .iter()
-                    .find(|a| a.notification_id == view.id && a.identity == identity)
-                {
+                if let Some(ack) = mine.get(view.id.as_str()) {
                     view.acknowledged_at = Some(ack.queued_at);
                     view.ack_pending = true;
                 }
@@ -567,11 +571,12 @@ impl Poller {
         } else {
             self.publish(None).await;
         }
+        let asked: HashSet<&str> = ids.iter().map(String::as_str).collect();
         let still_queued = self
             .inner
             .queued_acks(self.record.id)
             .iter()
-            .any(|a| ids.contains(&a.notification_id));
+            .any(|a| asked.contains(a.notification_id.as_str()));
         Ok(AckReport {
             result: if still_queued {
                 AckResult::Queued
@@ -638,10 +643,12 @@ impl Poller {
             Err(error) => tracing::error!(%error, "state not saved"),
         }
         self.previous_pending = new_pending;
+        let by_id: HashMap<&str, &NotificationView> =
+            views.iter().map(|v| (v.id.as_str(), v)).collect();
         let popping: Vec<NotificationView> = diff
             .to_pop
             .iter()
-            .filter_map(|id| views.iter().find(|v| &v.id == id).cloned())
+            .filter_map(|id| by_id.get(id.as_str()).map(|v| (*v).clone()))
             .collect();
         let changed = self
             .inner
