@@ -133,7 +133,7 @@ pub fn open_manifests(
                 .clone()
                 .unwrap_or_else(|| record.location.to_string_lossy().into_owned());
             let password = match secrets.read(&account) {
-                Ok(Some(password)) => password,
+                Ok(Some(password)) => zeroize::Zeroizing::new(password),
                 Ok(None) => {
                     return Err(ReachError::WrongPassword(format!(
                         "no password for {} in the keyring",

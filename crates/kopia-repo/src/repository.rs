@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use zeroize::Zeroizing;
+
 use rand::RngCore;
 use serde_json::value::RawValue;
 
@@ -31,7 +33,8 @@ pub struct Repository {
     format_blob: FormatBlob,
     /// `kopia.repository` as stored: format-v1 packs embed it.
     format_blob_bytes: Vec<u8>,
-    format_key: [u8; 32],
+    /// Wiped on drop, like the password it comes from.
+    format_key: Zeroizing<[u8; 32]>,
     config: RepositoryConfig,
     crypto: Arc<ContentCrypto>,
     timings: OpenTimings,
@@ -101,10 +104,10 @@ impl Repository {
             encryption: FORMAT_BLOB_ENCRYPTION.into(),
             encrypted_block_format: Vec::new(),
         };
-        let format_key = format_blob.derive_format_key(password)?;
-        format_blob.encrypt_config(&format_key, &config);
+        let format_key = Zeroizing::new(format_blob.derive_format_key(password)?);
+        format_blob.encrypt_config(&format_key[..], &config);
         // Kopia writes the retention config first: a format blob always finds it.
-        let blobcfg = kdf::encrypt_format_block(&format_key, &format_blob.unique_id, b"{}");
+        let blobcfg = kdf::encrypt_format_block(&format_key[..], &format_blob.unique_id, b"{}");
         storage.put_blob(BLOBCFG_BLOB_ID, &blobcfg)?;
         let format_blob_bytes = format_blob.to_bytes();
         storage.put_blob(FORMAT_BLOB_ID, &format_blob_bytes)?;
@@ -133,7 +136,7 @@ impl Repository {
         storage: Arc<dyn BlobStorage>,
         format_blob: FormatBlob,
         format_blob_bytes: Vec<u8>,
-        format_key: [u8; 32],
+        format_key: Zeroizing<[u8; 32]>,
         config: RepositoryConfig,
         timings: OpenTimings,
     ) -> Result<Self> {
@@ -162,10 +165,10 @@ impl Repository {
         let read_format_blob = started.elapsed();
 
         let started = Instant::now();
-        let format_key = format_blob.derive_format_key(password)?;
+        let format_key = Zeroizing::new(format_blob.derive_format_key(password)?);
         let key_derivation = started.elapsed();
 
-        let config = format_blob.decrypt_config(&format_key)?;
+        let config = format_blob.decrypt_config(&format_key[..])?;
         Repository::from_parts(
             storage,
             format_blob,
@@ -246,7 +249,7 @@ impl Repository {
         }
         let (current, current_bytes) = read_format_blob(self.storage.as_ref())?;
         if current_bytes != self.format_blob_bytes {
-            let config = current.decrypt_config(&self.format_key)?;
+            let config = current.decrypt_config(&self.format_key[..])?;
             config.validate()?;
             if !same_write_parameters(&config, &self.config) {
                 return Err(Error::Unsupported(

@@ -8,13 +8,31 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
+use zeroize::Zeroize;
+
 use super::keyring::read_keyring_password;
 use crate::error::{Error, Result};
 use crate::storage::io_error;
 
-/// A repository password. Its `Debug` output is `***`, so it cannot leak into logs.
+/// A repository password. Its `Debug` output is `***`, so it cannot leak into logs, and its
+/// bytes are wiped when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// Read from the window's requests (a plain JSON string).
+impl<'de> serde::Deserialize<'de> for Password {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Password)
+    }
+}
 
 impl Password {
     pub fn new(password: impl Into<String>) -> Self {
