@@ -10,6 +10,8 @@ pub enum Error {
     EmptyTitle,
     #[error("the title must be one line without control characters")]
     TitleNotOneLine,
+    #[error("the title contains the invisible or text-reordering character {0:?} (bidi controls, zero-width and other format characters are not allowed)")]
+    TitleFormatCharacter(char),
     #[error("the {field} is too long: {length} characters, at most {max} allowed")]
     TooLong {
         field: &'static str,

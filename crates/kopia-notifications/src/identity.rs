@@ -38,6 +38,11 @@ impl Identity {
     }
 }
 
+/// Whether `host` is a valid host part of an identity.
+pub fn is_valid_host(host: &str) -> bool {
+    check_part(host, "host", host).is_ok()
+}
+
 fn check_part(part: &str, which: &'static str, text: &str) -> Result<(), Error> {
     let invalid = |reason| {
         Err(Error::InvalidIdentity {

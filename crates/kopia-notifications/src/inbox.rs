@@ -2,7 +2,8 @@
 //! pending for whom, listing, ID prefixes, what to write to acknowledge and what `gc` deletes.
 //! No I/O: the service feeds it manifests and writes the plans it returns.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -14,6 +15,9 @@ use crate::Error;
 
 /// Shortest ID prefix printed for people; longer when needed to stay unique.
 pub const SHORT_ID_LENGTH: usize = 8;
+
+/// An ambiguous prefix names at most this many of the IDs it matches.
+const MAX_CANDIDATES_SHOWN: usize = 10;
 
 /// Where a notification stands for one identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,11 +124,25 @@ impl GcPlan {
 }
 
 /// All notifications and acknowledgements of a repository, parsed.
+///
+/// How many manifests there are, and how many acknowledgements one notification has, is up to
+/// whoever writes the repository: every lookup goes through an index built once, so listing,
+/// showing and acknowledging stay linear in the number of manifests.
+///
+/// IDs are Kopia's 32 hex digits when Kopia or we wrote them, but a manifest is whatever its
+/// writer put in the content: other IDs are read like any other (they can be shown, listed
+/// and acknowledged), handled as text rather than bytes, and printed for people through
+/// [`crate::inert`].
 #[derive(Debug, Default)]
 pub struct Inbox {
     /// Oldest first (by creation time, then ID).
     notifications: Vec<Notification>,
+    /// Index of each well-formed notification in `notifications`.
+    by_id: HashMap<String, usize>,
+    /// Oldest first (by acknowledgement time, then ID).
     acknowledgements: Vec<Acknowledgement>,
+    /// Indices into `acknowledgements` by notification ID, oldest first.
+    acks_by_notification: HashMap<String, Vec<usize>>,
     /// Every manifest of type `notification`, well-formed or not.
     notification_ids: BTreeSet<String>,
     /// Manifests that could not be read, each an [`Error::Malformed`] naming its ID.
@@ -155,7 +173,27 @@ impl Inbox {
         inbox
             .acknowledgements
             .sort_by(|a, b| (a.acknowledged_at, &a.id).cmp(&(b.acknowledged_at, &b.id)));
+        for (at, notification) in inbox.notifications.iter().enumerate() {
+            inbox.by_id.insert(notification.id.clone(), at);
+        }
+        for (at, ack) in inbox.acknowledgements.iter().enumerate() {
+            inbox
+                .acks_by_notification
+                .entry(ack.notification_id.clone())
+                .or_default()
+                .push(at);
+        }
         inbox
+    }
+
+    /// Acknowledgements of notification `id`, oldest first.
+    fn acks_of<'a>(&'a self, id: &str) -> impl Iterator<Item = &'a Acknowledgement> + 'a {
+        self.acks_by_notification
+            .get(id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|&at| &self.acknowledgements[at])
     }
 
     pub fn notifications(&self) -> &[Notification] {
@@ -177,9 +215,7 @@ impl Inbox {
 
     /// `who`'s earliest acknowledgement of notification `id`.
     pub fn acknowledgement_by(&self, id: &str, who: &Identity) -> Option<&Acknowledgement> {
-        self.acknowledgements
-            .iter()
-            .find(|ack| ack.notification_id == id && &ack.user == who)
+        self.acks_of(id).find(|ack| &ack.user == who)
     }
 
     pub fn status(
@@ -249,12 +285,14 @@ impl Inbox {
         let id = if self.notification_ids.contains(wanted) {
             wanted.to_string()
         } else {
+            // IDs sharing a prefix are neighbours in the sorted set.
             let matches: Vec<&String> = if wanted.is_empty() {
                 Vec::new()
             } else {
                 self.notification_ids
-                    .iter()
-                    .filter(|id| id.starts_with(wanted))
+                    .range::<str, _>((Bound::Included(wanted), Bound::Unbounded))
+                    .take_while(|id| id.starts_with(wanted))
+                    .take(MAX_CANDIDATES_SHOWN + 1)
                     .collect()
             };
             match matches.as_slice() {
@@ -263,13 +301,18 @@ impl Inbox {
                 several => {
                     return Err(Error::AmbiguousId {
                         prefix: id_or_prefix.to_string(),
-                        candidates: several.iter().map(|id| id.to_string()).collect(),
+                        candidates: several
+                            .iter()
+                            .take(MAX_CANDIDATES_SHOWN)
+                            .map(|id| id.to_string())
+                            .chain((several.len() > MAX_CANDIDATES_SHOWN).then(|| "…".into()))
+                            .collect(),
                     })
                 }
             }
         };
-        if let Some(notification) = self.notifications.iter().find(|n| n.id == id) {
-            return Ok(notification);
+        if let Some(&at) = self.by_id.get(&id) {
+            return Ok(&self.notifications[at]);
         }
         let problem = self
             .problems
@@ -294,9 +337,8 @@ impl Inbox {
         let notification = self.resolve(id_or_prefix)?;
         let mut seen = BTreeSet::new();
         let acknowledgements = self
-            .acknowledgements
-            .iter()
-            .filter(|ack| ack.notification_id == notification.id && seen.insert(&ack.user))
+            .acks_of(&notification.id)
+            .filter(|ack| seen.insert(&ack.user))
             .cloned()
             .collect();
         Ok(NotificationDetails {
@@ -305,20 +347,30 @@ impl Inbox {
         })
     }
 
-    /// The shortest prefix of `id`, at least [`SHORT_ID_LENGTH`] long, that no other
-    /// notification shares.
+    /// The shortest prefix of `id`, at least [`SHORT_ID_LENGTH`] characters long, that no
+    /// other notification shares. The IDs sharing the longest prefix with `id` are its
+    /// neighbours in sorted order, so two lookups decide it; lengths count characters, so IDs
+    /// that are not hex (not Kopia's) cut at character boundaries.
     pub fn short_id<'a>(&self, id: &'a str) -> &'a str {
-        let mut length = SHORT_ID_LENGTH.min(id.len());
-        while length < id.len()
-            && self
-                .notification_ids
-                .iter()
-                .any(|other| other != id && other.starts_with(&id[..length]))
-        {
-            length += 1;
+        let before = self
+            .notification_ids
+            .range::<str, _>((Bound::Unbounded, Bound::Excluded(id)))
+            .next_back();
+        let after = self
+            .notification_ids
+            .range::<str, _>((Bound::Excluded(id), Bound::Unbounded))
+            .next();
+        let shared = [before, after]
+            .into_iter()
+            .flatten()
+            .map(|other| common_prefix_chars(id, other))
+            .max()
+            .unwrap_or(0);
+        let length = SHORT_ID_LENGTH.max(shared + 1);
+        match id.char_indices().nth(length) {
+            Some((end, _)) => &id[..end],
+            None => id,
         }
-        // IDs are ASCII hex; fall back to the whole ID if someone else's are not.
-        id.get(..length).unwrap_or(id)
     }
 
     /// Acknowledgements to write for the given IDs or prefixes. Every ID must resolve to a
@@ -330,6 +382,7 @@ impl Inbox {
         now: DateTime<Utc>,
     ) -> Result<AckPlan, Error> {
         let mut chosen: Vec<&Notification> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for id in ids {
             let notification = self.resolve(id)?;
             if !notification.recipient.includes(who) {
@@ -339,7 +392,7 @@ impl Inbox {
                     identity: who.to_string(),
                 });
             }
-            if !chosen.iter().any(|n| n.id == notification.id) {
+            if seen.insert(notification.id.as_str()) {
                 chosen.push(notification);
             }
         }
@@ -400,6 +453,11 @@ impl Inbox {
             acknowledgements,
         }
     }
+}
+
+/// How many characters `a` and `b` start with in common.
+fn common_prefix_chars(a: &str, b: &str) -> usize {
+    a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count()
 }
 
 fn optional_time<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
@@ -704,6 +762,103 @@ mod tests {
         assert_eq!(inbox.short_id("fedcba9876543210"), "fedcba98");
         assert_eq!(inbox.short_id("0123456789abcdef"), "0123456789a");
         assert_eq!(inbox.short_id("abc"), "abc");
+    }
+
+    /// IDs someone else's writer made: not hex, not ASCII, sharing a multi-byte prefix. They
+    /// are listed, shortened at character boundaries, resolved and acknowledged like others.
+    #[test]
+    fn ids_that_are_not_kopia_shaped_are_handled_as_text() {
+        let odd = [
+            "éééééééé1",
+            "éééééééé2",
+            "日本語の通知です",
+            "x",
+            "id with spaces",
+        ];
+        let mut f = Fixture::default();
+        for id in odd {
+            f.notify(id, Severity::Normal, Recipient::All, t0(), month());
+        }
+        let inbox = f.inbox();
+        let listed = inbox.list(&alice(), t0(), ListOptions::default());
+        assert_eq!(listed.len(), odd.len());
+        let short: Vec<&str> = listed
+            .iter()
+            .map(|item| inbox.short_id(&item.notification.id))
+            .collect();
+        for (id, short) in listed
+            .iter()
+            .map(|i| i.notification.id.as_str())
+            .zip(&short)
+        {
+            assert!(id.starts_with(short));
+            assert_eq!(inbox.resolve(short).unwrap().id, id);
+        }
+        assert_eq!(inbox.short_id("éééééééé1"), "éééééééé1");
+        assert_eq!(inbox.short_id("日本語の通知です"), "日本語の通知です");
+        assert!(matches!(
+            inbox.resolve("éé"),
+            Err(Error::AmbiguousId { candidates, .. }) if candidates.len() == 2
+        ));
+        let plan = inbox
+            .plan_ack(&alice(), &["éééééééé2".into(), "éééééééé2".into()], t0())
+            .unwrap();
+        assert_eq!(plan.outcome.acknowledged, ["éééééééé2"]);
+    }
+
+    #[test]
+    fn ambiguous_prefixes_name_a_bounded_number_of_candidates() {
+        let mut f = Fixture::default();
+        for n in 0..50 {
+            f.notify(
+                &format!("ab{n:030}"),
+                Severity::Normal,
+                Recipient::All,
+                t0(),
+                month(),
+            );
+        }
+        let Err(Error::AmbiguousId { candidates, .. }) = f.inbox().resolve("ab") else {
+            panic!("ambiguous");
+        };
+        assert_eq!(candidates.len(), MAX_CANDIDATES_SHOWN + 1);
+        assert_eq!(candidates.last().unwrap(), "…");
+    }
+
+    /// Many notifications with many acknowledgements each: every answer still comes from the
+    /// indexes (a per-notification scan of all acknowledgements would be 10^8 steps here).
+    #[test]
+    fn acknowledgements_are_found_through_the_index() {
+        let mut f = Fixture::default();
+        let users: Vec<Identity> = (0..5)
+            .map(|n| format!("user{n}@host").parse().unwrap())
+            .collect();
+        for n in 0..2_000 {
+            let id = format!("{n:032x}");
+            f.notify(&id, Severity::Normal, Recipient::All, t0(), month());
+            for (u, user) in users.iter().enumerate() {
+                if (n + u) % 2 == 0 {
+                    f.ack(&format!("{id}-{u}"), &id, user, t0());
+                }
+            }
+        }
+        let inbox = f.inbox();
+        for (u, user) in users.iter().enumerate() {
+            let pending = inbox.pending(user, t0());
+            assert_eq!(pending.len(), 1_000);
+            assert!(pending
+                .iter()
+                .all(|n| (usize::from_str_radix(&n.id, 16).unwrap() + u) % 2 == 1));
+        }
+        let details = inbox
+            .details(&format!("{:032x}", 4), &alice(), t0())
+            .unwrap();
+        let who: Vec<String> = details
+            .acknowledgements
+            .iter()
+            .map(|a| a.user.to_string())
+            .collect();
+        assert_eq!(who, ["user0@host", "user2@host", "user4@host"]);
     }
 
     #[test]

@@ -39,6 +39,12 @@ impl KopiaManifests {
         Ok((manifests, client))
     }
 
+    /// The client config of a read-only connection (`kopia repository connect --readonly`):
+    /// every write through it is refused.
+    pub fn read_only_config(&self) -> Option<&Path> {
+        self.repository.read_only_config()
+    }
+
     /// Picks up what others wrote since; cheap when nothing changed (one listing, no reads).
     pub fn refresh(&mut self) -> kopia_repo::Result<bool> {
         Ok(self.store.refresh()?.changed)

@@ -7,6 +7,7 @@ pub mod duration;
 pub mod error;
 pub mod identity;
 pub mod inbox;
+pub mod inert;
 pub mod kopia_store;
 pub mod schema;
 pub mod service;

@@ -235,7 +235,10 @@ impl Notification {
             severity,
             recipient,
             source_kind,
-            origin_host: labels.get(label::ORIGIN_HOST).cloned(),
+            origin_host: labels
+                .get(label::ORIGIN_HOST)
+                .filter(|host| valid_origin_host(id, host))
+                .cloned(),
             title: payload.title,
             message: payload.message.unwrap_or_default(),
             details: payload.details.unwrap_or_default(),
@@ -297,6 +300,11 @@ impl Draft {
                 text: format!("{}s", expires_in.num_seconds()),
                 reason: "expiry must be positive and at most 3650 days",
             });
+        }
+        // Read-side rules let such titles through (old writers, other producers) and printing
+        // escapes them; nothing we write has them.
+        if let Some(c) = self.title.chars().find(|&c| crate::inert::is_format(c)) {
+            return Err(Error::TitleFormatCharacter(c));
         }
         validate_content(&Content {
             title: &self.title,
@@ -386,6 +394,18 @@ fn validate_content(content: &Content<'_>) -> Result<(), Error> {
         )?;
     }
     Ok(())
+}
+
+/// The `originHost` label only informs (the writer's identity is in the payload): a value
+/// that is not a host as identities spell them (no whitespace, controls, `@`, `:`, format
+/// characters, at most 255 characters) is ignored rather than making the notification
+/// unreadable.
+fn valid_origin_host(id: &str, host: &str) -> bool {
+    let valid = crate::identity::is_valid_host(host) && !host.chars().any(crate::inert::is_format);
+    if !valid {
+        tracing::debug!(manifest = %id, "ignoring invalid originHost label");
+    }
+    valid
 }
 
 fn check_length(field: &'static str, text: &str, max: usize) -> Result<(), Error> {
@@ -684,6 +704,36 @@ mod tests {
         );
     }
 
+    /// Titles other writers made with bidi or zero-width characters stay readable (printing
+    /// escapes them); an `originHost` label that is no host is ignored, the rest is read.
+    #[test]
+    fn reading_tolerates_format_characters_and_ignores_bad_origin_hosts() {
+        let mut manifest = draft().to_manifest(now()).unwrap();
+        manifest.data["title"] = "invoice\u{202e}fdp.exe".into();
+        let read = Notification::from_manifest(&stored("x", manifest.clone())).unwrap();
+        assert_eq!(read.title, "invoice\u{202e}fdp.exe");
+        assert_eq!(read.origin_host.as_deref(), Some("laptop"));
+        for bad in [
+            "",
+            "two words",
+            "evil\u{1b}[2J",
+            "a@b",
+            "host:1",
+            "rtl\u{202e}lapt",
+            "zw\u{200b}",
+        ] {
+            let mut m = manifest.clone();
+            m.labels.insert(label::ORIGIN_HOST.into(), bad.into());
+            let read = Notification::from_manifest(&stored("x", m)).unwrap();
+            assert_eq!(read.origin_host, None, "{bad:?}");
+        }
+        let mut m = manifest;
+        m.labels
+            .insert(label::ORIGIN_HOST.into(), "nas.example.com".into());
+        let read = Notification::from_manifest(&stored("x", m)).unwrap();
+        assert_eq!(read.origin_host.as_deref(), Some("nas.example.com"));
+    }
+
     #[test]
     fn validation_rejects_bad_drafts() {
         let check = |change: &dyn Fn(&mut Draft)| {
@@ -695,6 +745,19 @@ mod tests {
             check(&|d| d.title = "  ".into()),
             Error::EmptyTitle
         ));
+        for (title, c) in [
+            ("invoice\u{202e}fdp.exe", '\u{202e}'),
+            ("zero\u{200b}width", '\u{200b}'),
+            ("\u{feff}bom", '\u{feff}'),
+            ("isolate\u{2066}x\u{2069}", '\u{2066}'),
+            ("arabic\u{061c}mark", '\u{061c}'),
+        ] {
+            let error = check(&|d| d.title = title.into());
+            assert!(
+                matches!(error, Error::TitleFormatCharacter(found) if found == c),
+                "{title:?}: {error}"
+            );
+        }
         assert!(matches!(
             check(&|d| d.title = "a\nb".into()),
             Error::TitleNotOneLine

@@ -578,14 +578,14 @@ fn prepare_add(
         } => {
             let path = absolute(&path);
             let location = path.display().to_string();
-            kopia_repo::repository::Repository::open_filesystem(&path, &password).map_err(
+            kopia_repo::repository::Repository::open_filesystem(&path, password.expose()).map_err(
                 |source| EngineError::Repository {
                     location: location.clone(),
                     source,
                 },
             )?;
             secrets
-                .store(&location, &password)
+                .store(&location, password.expose())
                 .map_err(EngineError::Keyring)?;
             let name = name
                 .filter(|n| !n.trim().is_empty())

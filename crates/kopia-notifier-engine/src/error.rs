@@ -35,6 +35,8 @@ pub enum EngineError {
     AlreadyConfigured(PathBuf),
     #[error("OS keyring: {0}")]
     Keyring(String),
+    #[error("repository {} is connected read-only; not written", .0.display())]
+    ReadOnly(PathBuf),
     #[error("the engine has stopped")]
     Stopped,
 }

@@ -3,7 +3,7 @@
 //! publishes the list, the popups to show and the popups to withdraw. Repository access runs
 //! on `spawn_blocking`; the rules of what is pending live in `kopia_notifications`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,10 @@ use crate::types::{AckResult, EngineEvent, NotificationView, RepositoryStatus};
 /// How long a repository with a wrong password waits before trying again by itself: in
 /// practice only a settings change or "check now" retries it.
 const WRONG_PASSWORD_RETRY: Duration = Duration::from_secs(24 * 3600);
+/// How soon a repository whose password sits in an unresponsive or locked keyring is tried
+/// again: reading never prompts, so trying is cheap, and the keyring is usually back quickly
+/// (after login, once D-Bus activation finished).
+const KEYRING_RETRY: Duration = Duration::from_secs(30);
 
 pub(crate) enum PollerMsg {
     CheckNow,
@@ -52,6 +56,16 @@ pub(crate) struct AckReport {
 pub fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
     let doublings = failures.saturating_sub(1).min(30);
     min.saturating_mul(1u32 << doublings).min(max)
+}
+
+/// How long to wait before the next refresh, given how the last one went.
+fn retry_delay(reach: Reach, poll_interval: Duration, backoff: Duration) -> Duration {
+    match reach {
+        Reach::Ok | Reach::Loading => poll_interval,
+        Reach::Unreachable => backoff,
+        Reach::WrongPassword => WRONG_PASSWORD_RETRY,
+        Reach::KeyringUnavailable => KEYRING_RETRY.min(poll_interval.max(KEYRING_RETRY / 6)),
+    }
 }
 
 /// What one successful refresh read.
@@ -100,7 +114,13 @@ fn flush_and_list(
     now: DateTime<Utc>,
 ) -> Result<Refreshed, kopia_notifications::Error> {
     let mut flushed = Vec::new();
-    if !queued.is_empty() {
+    if let Some(config) = manifests.read_only_config() {
+        // Queued before the connection became read-only: they can never be written.
+        if !queued.is_empty() {
+            tracing::warn!(config = %config.display(), count = queued.len(), "read-only connection: queued acknowledgements dropped");
+        }
+        flushed.extend(queued);
+    } else if !queued.is_empty() {
         let inbox = Notifications::new(manifests).inbox()?;
         let mut by_identity: BTreeMap<String, Vec<QueuedAck>> = BTreeMap::new();
         for ack in queued {
@@ -115,13 +135,15 @@ fn flush_and_list(
                 continue;
             };
             // Acknowledge only what still exists for `who`; the rest can never be written.
-            let (valid, gone): (Vec<QueuedAck>, Vec<QueuedAck>) =
-                acks.into_iter().partition(|ack| {
-                    inbox
-                        .notifications()
-                        .iter()
-                        .any(|n| n.id == ack.notification_id && n.recipient.includes(&who))
-                });
+            let addressed: HashSet<&str> = inbox
+                .notifications()
+                .iter()
+                .filter(|n| n.recipient.includes(&who))
+                .map(|n| n.id.as_str())
+                .collect();
+            let (valid, gone): (Vec<QueuedAck>, Vec<QueuedAck>) = acks
+                .into_iter()
+                .partition(|ack| addressed.contains(ack.notification_id.as_str()));
             for ack in &gone {
                 tracing::info!(id = %ack.notification_id, "queued acknowledgement dropped: notification gone");
             }
@@ -199,15 +221,17 @@ pub(crate) fn overlay_queued(
     queued: &[QueuedAck],
     identity: &str,
 ) -> Vec<NotificationView> {
+    // The first queued acknowledgement of each notification by `identity`.
+    let mut mine: HashMap<&str, &QueuedAck> = HashMap::new();
+    for ack in queued.iter().filter(|a| a.identity == identity) {
+        mine.entry(ack.notification_id.as_str()).or_insert(ack);
+    }
     known
         .iter()
         .map(|view| {
             let mut view = view.clone();
             if view.acknowledged_at.is_none() {
-                if let Some(ack) = queued
-                    .iter()
-                    .find(|a| a.notification_id == view.id && a.identity == identity)
-                {
+                if let Some(ack) = mine.get(view.id.as_str()) {
                     view.acknowledged_at = Some(ack.queued_at);
                     view.ack_pending = true;
                 }
@@ -287,6 +311,7 @@ enum Reach {
     Ok,
     Unreachable,
     WrongPassword,
+    KeyringUnavailable,
 }
 
 pub(crate) struct Poller {
@@ -397,13 +422,11 @@ impl Poller {
 
     fn next_delay(&self) -> Duration {
         let options = &self.inner.options;
-        match self.reach {
-            Reach::Ok | Reach::Loading => {
-                Duration::from_secs(self.inner.settings().poll_interval_secs.max(1))
-            }
-            Reach::Unreachable => backoff(self.failures, options.min_backoff, options.max_backoff),
-            Reach::WrongPassword => WRONG_PASSWORD_RETRY,
-        }
+        retry_delay(
+            self.reach,
+            Duration::from_secs(self.inner.settings().poll_interval_secs.max(1)),
+            backoff(self.failures, options.min_backoff, options.max_backoff),
+        )
     }
 
     async fn refresh(&mut self) {
@@ -456,6 +479,16 @@ impl Poller {
                 self.reach = Reach::WrongPassword;
                 RepositoryStatus::WrongPassword
             }
+            Err(ReachError::KeyringUnavailable(error)) => {
+                tracing::info!(repo = self.record.id, %error, "keyring unavailable");
+                self.reach = Reach::KeyringUnavailable;
+                RepositoryStatus::Unreachable {
+                    error,
+                    retry_at: now
+                        + chrono::Duration::from_std(KEYRING_RETRY)
+                            .unwrap_or(chrono::Duration::zero()),
+                }
+            }
             Err(ReachError::Unreachable(error)) => {
                 self.failures += 1;
                 self.reach = Reach::Unreachable;
@@ -496,6 +529,9 @@ impl Poller {
     }
 
     async fn ack(&mut self, target: AckTarget) -> Result<AckReport, EngineError> {
+        if let Some(config) = source::read_only_config(&self.record) {
+            return Err(EngineError::ReadOnly(config));
+        }
         let views = self.current_views();
         let ids: Vec<String> = match target {
             AckTarget::One(id) => {
@@ -535,11 +571,12 @@ impl Poller {
         } else {
             self.publish(None).await;
         }
+        let asked: HashSet<&str> = ids.iter().map(String::as_str).collect();
         let still_queued = self
             .inner
             .queued_acks(self.record.id)
             .iter()
-            .any(|a| ids.contains(&a.notification_id));
+            .any(|a| asked.contains(a.notification_id.as_str()));
         Ok(AckReport {
             result: if still_queued {
                 AckResult::Queued
@@ -606,10 +643,12 @@ impl Poller {
             Err(error) => tracing::error!(%error, "state not saved"),
         }
         self.previous_pending = new_pending;
+        let by_id: HashMap<&str, &NotificationView> =
+            views.iter().map(|v| (v.id.as_str(), v)).collect();
         let popping: Vec<NotificationView> = diff
             .to_pop
             .iter()
-            .filter_map(|id| views.iter().find(|v| &v.id == id).cloned())
+            .filter_map(|id| by_id.get(id.as_str()).map(|v| (*v).clone()))
             .collect();
         let changed = self
             .inner
@@ -648,6 +687,33 @@ mod tests {
         assert_eq!(waits, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
         assert_eq!(backoff(0, min, max), min);
         assert_eq!(backoff(u32::MAX, min, max), max);
+    }
+
+    /// A keyring that timed out is not a wrong password: retried within a minute, not a day.
+    #[test]
+    fn keyring_trouble_is_retried_within_a_minute() {
+        let timeout = kopia_repo::Error::KeyringUnavailable("it did not answer within 5s".into());
+        let locked = kopia_repo::Error::Keyring("the keyring holding x is locked".into());
+        for error in [&timeout, &locked] {
+            assert!(matches!(
+                ReachError::from_repo(error),
+                ReachError::KeyringUnavailable(_)
+            ));
+        }
+        assert!(matches!(
+            ReachError::from_repo(&kopia_repo::Error::InvalidPassword),
+            ReachError::WrongPassword(_)
+        ));
+        let (poll, backoff) = (Duration::from_secs(600), Duration::from_secs(300));
+        let keyring = retry_delay(Reach::KeyringUnavailable, poll, backoff);
+        assert!(keyring <= Duration::from_secs(60), "{keyring:?}");
+        assert!(keyring >= Duration::from_secs(5), "{keyring:?}");
+        assert_eq!(
+            retry_delay(Reach::WrongPassword, poll, backoff),
+            WRONG_PASSWORD_RETRY
+        );
+        assert_eq!(retry_delay(Reach::Unreachable, poll, backoff), backoff);
+        assert_eq!(retry_delay(Reach::Ok, poll, backoff), poll);
     }
 
     #[test]
@@ -736,6 +802,86 @@ mod tests {
         assert_eq!(refreshed.all_ids.len(), 2);
         let inbox = Notifications::new(&mut manifests).inbox().unwrap();
         assert_eq!(inbox.acknowledgements().len(), 2, "one per notification");
+    }
+
+    /// A read-only Kopia connection (as `kopia repository connect --readonly` writes it): the
+    /// app refuses to acknowledge through it, and acknowledgements queued earlier are dropped
+    /// on refresh without anything being written.
+    #[test]
+    fn read_only_connections_are_never_written() {
+        use crate::state::RepoKind;
+        use kopia_notifications::{Draft, Origin, Recipient};
+        use kopia_repo::repository::Repository;
+
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("repo");
+        let me: Identity = "alice@laptop".parse().unwrap();
+        let owner = kopia_repo::content::writer::SessionOwner {
+            username: me.user.clone(),
+            hostname: me.host.clone(),
+        };
+        let repository = Repository::create_filesystem(&storage, "pw", &owner).unwrap();
+        let mut writable = KopiaManifests::new(repository, owner).unwrap();
+        let origin = Origin {
+            user: me.clone(),
+            command: None,
+        };
+        let now = Utc::now();
+        let id = Notifications::new(&mut writable)
+            .send(
+                &Draft::new(Severity::Error, Recipient::All, "a", origin),
+                now,
+            )
+            .unwrap();
+
+        let config = dir.path().join("readonly.config");
+        let json = serde_json::json!({
+            "storage": {"type": "filesystem", "config": {"path": storage}},
+            "readonly": true,
+        });
+        std::fs::write(&config, json.to_string()).unwrap();
+        // base64("pw"), where Kopia persists a password beside its config.
+        std::fs::write(dir.path().join("readonly.config.kopia-password"), "cHc=").unwrap();
+        let record = RepoRecord {
+            id: 1,
+            name: "ro".into(),
+            kind: RepoKind::KopiaConfig,
+            location: config.clone(),
+            keyring_account: None,
+        };
+        assert_eq!(source::read_only_config(&record), Some(config.clone()));
+        let writable_record = RepoRecord {
+            kind: RepoKind::Filesystem,
+            ..record.clone()
+        };
+        assert_eq!(source::read_only_config(&writable_record), None);
+        assert_eq!(
+            EngineError::ReadOnly(config.clone()).to_string(),
+            format!(
+                "repository {} is connected read-only; not written",
+                config.display()
+            )
+        );
+
+        let (mut read_only, _) = KopiaManifests::open_client_config(&config).unwrap();
+        assert_eq!(read_only.read_only_config(), Some(config.as_path()));
+        fn files(dir: &Path) -> usize {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .map(|p| if p.is_dir() { files(&p) } else { 1 })
+                .sum()
+        }
+        let files_before = files(&storage);
+        let queued = QueuedAck {
+            notification_id: id.clone(),
+            identity: me.to_string(),
+            queued_at: now,
+        };
+        let refreshed = flush_and_list(&mut read_only, me.clone(), vec![queued], now).unwrap();
+        assert_eq!(refreshed.flushed.len(), 1);
+        assert_eq!(refreshed.items[0].status, Status::Pending);
+        assert_eq!(files(&storage), files_before);
     }
 
     #[test]

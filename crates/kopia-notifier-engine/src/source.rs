@@ -27,7 +27,10 @@ pub const DEMO_DIR_NAME: &str = "demo-repository";
 pub enum ReachError {
     /// Wrong or missing password: retried only on request, never in a loop.
     WrongPassword(String),
-    /// Anything else (storage gone, I/O, keyring locked): retried with backoff.
+    /// The OS keyring holding the password did not answer, is locked or failed: nothing is
+    /// known about the password, so it is retried soon (see the poller's `KEYRING_RETRY`).
+    KeyringUnavailable(String),
+    /// Anything else (storage gone, I/O): retried with backoff.
     Unreachable(String),
 }
 
@@ -36,6 +39,9 @@ impl ReachError {
         match error {
             kopia_repo::Error::InvalidPassword | kopia_repo::Error::PasswordMissing(_) => {
                 ReachError::WrongPassword(error.to_string())
+            }
+            kopia_repo::Error::KeyringUnavailable(_) | kopia_repo::Error::Keyring(_) => {
+                ReachError::KeyringUnavailable(error.to_string())
             }
             _ => ReachError::Unreachable(error.to_string()),
         }
@@ -93,6 +99,17 @@ pub fn storage_root(record: &RepoRecord) -> Option<PathBuf> {
     }
 }
 
+/// The client config of a Kopia connection made read-only (`kopia repository connect
+/// --readonly`), read from the file now: acknowledging through it is refused up front
+/// instead of being queued for a write that can never happen.
+pub fn read_only_config(record: &RepoRecord) -> Option<PathBuf> {
+    if record.kind != RepoKind::KopiaConfig {
+        return None;
+    }
+    let config = kopia_repo::client::load(&record.location).ok()?;
+    config.readonly.then(|| record.location.clone())
+}
+
 /// Opens the repository's manifest store, writing as `identity`.
 pub fn open_manifests(
     record: &RepoRecord,
@@ -116,14 +133,14 @@ pub fn open_manifests(
                 .clone()
                 .unwrap_or_else(|| record.location.to_string_lossy().into_owned());
             let password = match secrets.read(&account) {
-                Ok(Some(password)) => password,
+                Ok(Some(password)) => zeroize::Zeroizing::new(password),
                 Ok(None) => {
                     return Err(ReachError::WrongPassword(format!(
                         "no password for {} in the keyring",
                         record.location.display()
                     )))
                 }
-                Err(message) => return Err(ReachError::Unreachable(message)),
+                Err(message) => return Err(ReachError::KeyringUnavailable(message)),
             };
             Repository::open_filesystem(&record.location, &password)
         }

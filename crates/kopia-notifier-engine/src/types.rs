@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
+use kopia_repo::client::Password;
 use serde::{Deserialize, Serialize};
 
 /// A configured repository's row ID in the state database.
@@ -141,8 +142,9 @@ impl Default for Settings {
     }
 }
 
-/// A repository to add from the settings window.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A repository to add from the settings window. Its `Debug` shows the password as `***`
+/// (see [`Password`]), which is wiped from memory when the request is dropped.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum AddRepository {
     /// A Kopia client config (`repository.config`); the password comes from Kopia's keyring
@@ -153,7 +155,7 @@ pub enum AddRepository {
     #[serde(rename_all = "camelCase")]
     Filesystem {
         path: PathBuf,
-        password: String,
+        password: Password,
         name: Option<String>,
     },
 }
@@ -324,5 +326,20 @@ mod tests {
             serde_json::from_str(r#"{"kind":"filesystem","path":"/r","password":"p","name":null}"#)
                 .unwrap();
         assert!(matches!(add, AddRepository::Filesystem { .. }));
+    }
+
+    #[test]
+    fn requests_never_show_their_password() {
+        let add: AddRepository = serde_json::from_str(
+            r#"{"kind":"filesystem","path":"/r","password":"hunter2-secret","name":"n"}"#,
+        )
+        .unwrap();
+        let shown = format!("{add:?} {add:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("/r") && shown.contains("***"), "{shown}");
+        let AddRepository::Filesystem { password, .. } = add else {
+            panic!("filesystem");
+        };
+        assert_eq!(password.expose(), "hunter2-secret");
     }
 }

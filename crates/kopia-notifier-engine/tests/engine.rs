@@ -152,7 +152,7 @@ impl Fixture {
         engine
             .add_repository(AddRepository::Filesystem {
                 path: self.repo_path.clone(),
-                password: PASSWORD.into(),
+                password: kopia_repo::client::Password::new(PASSWORD),
                 name: name.map(str::to_string),
             })
             .await
@@ -531,7 +531,7 @@ async fn a_wrong_password_is_refused_when_adding_by_path() {
     let result = engine
         .add_repository(AddRepository::Filesystem {
             path: fixture.repo_path.clone(),
-            password: "wrong".into(),
+            password: kopia_repo::client::Password::new("wrong"),
             name: None,
         })
         .await;

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use kopia_notifications::inert;
 use kopia_repo::manifest::{Labels, ManifestEntry, ManifestStore, NewManifest, TYPE_LABEL};
 use kopia_repo::repository::Repository;
 use serde_json::value::RawValue;
@@ -159,15 +160,15 @@ fn list(store: &ManifestStore, filter: &Labels, json: bool) -> Result<()> {
             let others: Vec<String> = labels
                 .iter()
                 .filter(|(k, _)| *k != TYPE_LABEL)
-                .map(|(k, v)| format!("{k}:{v}"))
+                .map(|(k, v)| format!("{}:{}", inert::line(k), inert::line(v)))
                 .collect();
             writeln!(
                 out,
                 "{} {:>10} {} type:{} {}",
-                entry.id,
+                inert::line(&entry.id),
                 entry.data.get().len(),
                 output::local_timestamp(&entry.modified),
-                labels.get(TYPE_LABEL).unwrap_or(""),
+                inert::line(labels.get(TYPE_LABEL).unwrap_or("")),
                 others.join(" ")
             )?;
         }
@@ -233,7 +234,7 @@ fn show(store: &ManifestStore, ids: &[String]) -> Result<()> {
         let entry = store
             .get(id)
             .with_context(|| format!("error getting metadata for {id:?}"))?;
-        writeln!(out, "// id: {}", entry.id)?;
+        writeln!(out, "// id: {}", inert::line(&entry.id))?;
         writeln!(out, "// length: {}", entry.data.get().len())?;
         writeln!(
             out,
@@ -241,9 +242,12 @@ fn show(store: &ManifestStore, ids: &[String]) -> Result<()> {
             output::local_timestamp(&entry.modified)
         )?;
         for (key, value) in entry.labels().iter() {
-            writeln!(out, "// label {key}:{value}")?;
+            writeln!(out, "// label {}:{}", inert::line(key), inert::line(value))?;
         }
-        out.write_all(output::indent_json(entry.data.get()).as_bytes())?;
+        // JSON escapes C0 controls, not DEL, C1 or bidi characters: the payload is made
+        // inert too (it is what a person reads; `list --json` stays exact).
+        let payload = output::indent_json(entry.data.get());
+        out.write_all(inert::text(&payload).as_bytes())?;
     }
     out.flush()?;
     Ok(())

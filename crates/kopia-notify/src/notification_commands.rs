@@ -12,6 +12,7 @@ use chrono::{DateTime, Offset, TimeZone, Utc};
 use clap::{ArgGroup, Args, Subcommand};
 use kopia_notifications::duration::parse_duration;
 use kopia_notifications::inbox::{GcPlan, NotificationDetails};
+use kopia_notifications::inert;
 use kopia_notifications::schema::limits;
 use kopia_notifications::{
     AckOutcome, Draft, Identity, Inbox, InboxItem, ListOptions, ManifestAccess, Notifications,
@@ -186,7 +187,11 @@ fn list(
     let mut service = Notifications::new(session.repository.manifests()?);
     let inbox = service.inbox()?;
     for problem in inbox.problems() {
-        writeln!(err, "warning: skipping {problem}")?;
+        writeln!(
+            err,
+            "warning: skipping {}",
+            inert::line(&problem.to_string())
+        )?;
     }
     let items = inbox.list(&session.identity, now, options);
     if args.json {
@@ -621,14 +626,14 @@ pub fn render_list<Tz: TimeZone>(inbox: &Inbox, items: &[InboxItem], tz: &Tz) ->
             "{} {} {}{mark}\n",
             n.created.with_timezone(tz).date_naive().format("%Y-%m-%d"),
             n.severity.shout(),
-            n.title
+            inert::line(&n.title)
         ));
         text.push_str(&format!(
             "  To see the details 'kopia-notify show {}'\n",
-            inbox.short_id(&n.id)
+            inert::line(inbox.short_id(&n.id))
         ));
         if let Some(link) = &n.link {
-            text.push_str(&format!("  {link}\n"));
+            text.push_str(&format!("  {}\n", inert::line(link)));
         }
     }
     text
@@ -638,8 +643,11 @@ pub fn render_list<Tz: TimeZone>(inbox: &Inbox, items: &[InboxItem], tz: &Tz) ->
 pub fn render_show<Tz: TimeZone>(details: &NotificationDetails, tz: &Tz) -> String {
     let item = &details.item;
     let n = &item.notification;
-    let mut text = format!("Notification {}\n", n.id);
-    let mut field = |name: &str, value: &str| text.push_str(&format!("{name:<10} {value}\n"));
+    let mut text = format!("Notification {}\n", inert::line(&n.id));
+    // Every header value is one line of repository text.
+    let mut field = |name: &str, value: &str| {
+        text.push_str(&format!("{name:<10} {}\n", inert::line(value)));
+    };
     field("Severity:", n.severity.shout());
     field("To:", &n.recipient.describe());
     field("Source:", n.source_kind.as_str());
@@ -668,12 +676,15 @@ pub fn render_show<Tz: TimeZone>(details: &NotificationDetails, tz: &Tz) -> Stri
     if let Some(link) = &n.link {
         field("Link:", link);
     }
-    text.push_str(&format!("\n{}\n", n.title));
+    text.push_str(&format!("\n{}\n", inert::line(&n.title)));
     if !n.message.is_empty() {
-        text.push_str(&format!("\n{}\n", n.message.trim_end()));
+        text.push_str(&format!("\n{}\n", inert::text(n.message.trim_end())));
     }
     if !n.details.is_empty() {
-        text.push_str(&format!("\nDetails:\n{}\n", n.details.trim_end()));
+        text.push_str(&format!(
+            "\nDetails:\n{}\n",
+            inert::text(n.details.trim_end())
+        ));
     }
     if details.acknowledgements.is_empty() {
         text.push_str("\nAcknowledged by: nobody yet\n");
@@ -682,7 +693,7 @@ pub fn render_show<Tz: TimeZone>(details: &NotificationDetails, tz: &Tz) -> Stri
         for ack in &details.acknowledgements {
             text.push_str(&format!(
                 "  {} at {}\n",
-                ack.user,
+                inert::line(&ack.user.to_string()),
                 timestamp(&ack.acknowledged_at, tz)
             ));
         }
@@ -704,10 +715,13 @@ pub fn render_ack(outcome: &AckOutcome, all: bool) -> String {
         count(outcome.acknowledged.len(), "notification")
     );
     for id in &outcome.already_acknowledged {
-        text.push_str(&format!("Skipped {id}: already acknowledged.\n"));
+        text.push_str(&format!(
+            "Skipped {}: already acknowledged.\n",
+            inert::line(id)
+        ));
     }
     for id in &outcome.expired {
-        text.push_str(&format!("Skipped {id}: expired.\n"));
+        text.push_str(&format!("Skipped {}: expired.\n", inert::line(id)));
     }
     text
 }
@@ -1257,5 +1271,97 @@ mod tests {
                  Acknowledged by: nobody yet\n"
             )
         );
+    }
+
+    /// A notification another writer put in the repository: a right-to-left override in the
+    /// title, screen-clearing and hyperlink escapes in message and details, a C1 CSI in the
+    /// command. Nothing reaches the terminal raw; `--json` keeps every character.
+    fn hostile_repo() -> Repo {
+        let mut repo = repo();
+        let payload = serde_json::json!({
+            "schemaVersion": 1,
+            "title": "invoice\u{202e}fdp.exe",
+            "message": "line one\n\u{1b}[2Jcleared\u{7f}",
+            "details": "\u{1b}]8;;https://evil.example/\u{7}click\u{1b}]8;;\u{7}\tend",
+            "created": "2022-05-19T09:00:00Z",
+            "origin": {"user": "mallory@host", "command": "run \u{9b}31m"},
+        });
+        repo.store.insert_raw(
+            "0123456789abcdef0123456789abcdef",
+            &[
+                ("type", "notification"),
+                ("severity", "error"),
+                ("recipient", "*"),
+                ("schemaVersion", "1"),
+            ],
+            &payload.to_string(),
+        );
+        repo
+    }
+
+    /// Every C0 (except newline and tab in multi-line text), C1, DEL and bidi character.
+    fn assert_inert(text: &str) {
+        for c in text.chars() {
+            assert!(
+                c == '\n' || c == '\t' || !inert::is_unsafe(c),
+                "raw {c:?} in {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_in_list_and_show() {
+        let mut repo = hostile_repo();
+        let (result, out, err) = exec(&mut repo, &alice(), t0(), &["list"]);
+        assert_eq!(result, Ok(0), "{err}");
+        assert_inert(&out);
+        assert!(out.contains("ERROR invoice\\u{202e}fdp.exe\n"), "{out}");
+
+        let (result, out, _) = exec(&mut repo, &alice(), t0(), &["show", "01234567"]);
+        assert_eq!(result, Ok(0));
+        assert_inert(&out);
+        for shown in [
+            "\ninvoice\\u{202e}fdp.exe\n",
+            "\nline one\n\\x1b[2Jcleared\\x7f\n",
+            "\\x1b]8;;https://evil.example/\\x07click\\x1b]8;;\\x07\tend\n",
+            "mallory@host (run \\x9b31m)",
+        ] {
+            assert!(out.contains(shown), "{shown:?} not in {out}");
+        }
+
+        // JSON is exact: the characters come back as they were written.
+        for words in [&["list", "--json"][..], &["show", "01234567", "--json"][..]] {
+            let (result, out, _) = exec(&mut repo, &alice(), t0(), words);
+            assert_eq!(result, Ok(0));
+            let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+            let text = json.to_string();
+            assert!(text.contains("invoice\u{202e}fdp.exe"), "{text}");
+        }
+        let (_, out, _) = exec(&mut repo, &alice(), t0(), &["show", "01234567", "--json"]);
+        assert!(out.contains("\\u001b[2Jcleared\u{7f}"), "{out}");
+    }
+
+    #[test]
+    fn titles_with_controls_are_skipped_with_an_inert_warning() {
+        let mut repo = repo();
+        let payload = serde_json::json!({
+            "schemaVersion": 1,
+            "title": "\u{1b}[2Jgone",
+            "created": "2022-05-19T09:00:00Z",
+        });
+        repo.store.insert_raw(
+            "id-\u{1b}[31m-\u{202e}",
+            &[
+                ("type", "notification"),
+                ("severity", "error"),
+                ("recipient", "*"),
+            ],
+            &payload.to_string(),
+        );
+        let (result, out, err) = exec(&mut repo, &alice(), t0(), &["list"]);
+        assert_eq!(result, Ok(0));
+        assert_eq!(out, "There are no notifications.\n");
+        assert_inert(&err);
+        assert!(err.contains("id-\\x1b[31m-\\u{202e}"), "{err}");
     }
 }

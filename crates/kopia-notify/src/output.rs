@@ -2,6 +2,7 @@
 //! errors folded into one line.
 
 use chrono::{DateTime, Local, Utc};
+use kopia_notifications::inert;
 
 /// Indents JSON text the way Go's `json.Indent(dst, src, "", "  ")` does: the tokens stay as
 /// they are (key order, number spelling, escapes); only whitespace between them changes.
@@ -81,6 +82,7 @@ pub fn local_timestamp(t: &DateTime<Utc>) -> String {
 }
 
 /// The error and its causes on one line, without repeating a cause already in the message.
+/// Errors quote repository text (manifest IDs, labels), so what is left is made inert.
 pub fn one_line(error: &anyhow::Error) -> String {
     let mut line = error.to_string();
     for cause in error.chain().skip(1) {
@@ -90,7 +92,7 @@ pub fn one_line(error: &anyhow::Error) -> String {
             line.push_str(&text);
         }
     }
-    line.replace('\n', " ")
+    inert::line(&line.replace('\n', " ")).into_owned()
 }
 
 #[cfg(test)]
@@ -110,5 +112,7 @@ mod tests {
     fn one_line_joins_causes() {
         let error = anyhow::anyhow!("inner").context("outer");
         assert_eq!(one_line(&error), "outer: inner");
+        let hostile = anyhow::anyhow!("no manifest \u{1b}[2J\u{202e}x").context("show");
+        assert_eq!(one_line(&hostile), "show: no manifest \\x1b[2J\\u{202e}x");
     }
 }

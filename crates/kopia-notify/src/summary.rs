@@ -154,7 +154,7 @@ pub fn after_command(
             let _ = writeln!(
                 err,
                 "kopia-notify: cannot check for pending notifications: {}",
-                format!("{error:#}").replace('\n', " ")
+                crate::output::one_line(&error)
             );
             command_code
         }
@@ -359,6 +359,47 @@ mod tests {
         assert_eq!(
             String::from_utf8(err).unwrap(),
             "kopia-notify: cannot check for pending notifications: repository unreachable\n"
+        );
+    }
+
+    #[test]
+    fn details_report_is_inert() {
+        let alice: Identity = "alice@laptop".parse().unwrap();
+        let mut repo = Repo(MemoryStore::new());
+        let payload = serde_json::json!({
+            "schemaVersion": 1,
+            "title": "invoice\u{202e}fdp.exe",
+            "message": "\u{1b}[2J\u{1b}]8;;https://evil.example/\u{7}x\u{1b}]8;;\u{7}",
+            "created": "2022-05-19T09:00:00Z",
+        });
+        repo.0.insert_raw(
+            "0123456789abcdef0123456789abcdef",
+            &[
+                ("type", "notification"),
+                ("severity", "error"),
+                ("recipient", "*"),
+            ],
+            &payload.to_string(),
+        );
+        let inbox = Notifications::new(&mut repo.0).inbox().unwrap();
+        let report = render_report(
+            NotificationsMode::Details,
+            &inbox,
+            &alice,
+            t0(),
+            &Utc,
+            false,
+        );
+        for c in report.chars() {
+            assert!(
+                c == '\n' || !kopia_notifications::inert::is_unsafe(c),
+                "raw {c:?} in {report}"
+            );
+        }
+        assert!(report.contains("\ninvoice\\u{202e}fdp.exe\n"), "{report}");
+        assert!(
+            report.contains("\\x1b[2J\\x1b]8;;https://evil.example/\\x07x"),
+            "{report}"
         );
     }
 }

@@ -588,3 +588,110 @@ fn bad_writes_are_refused_and_write_nothing() {
         "a refused write wrote something"
     );
 }
+
+/// A manifest someone else wrote with terminal escapes and a right-to-left override in its
+/// labels and payload: `manifest list` and `show` print them as visible escapes, while
+/// `--json` stays byte-identical to Kopia's.
+#[test]
+fn hostile_text_is_escaped_for_people_and_exact_in_json() {
+    let Some(repo) = repo_with_snapshots() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.json");
+    fs::write(
+        &payload,
+        "{\"title\": \"invoice\u{202e}fdp.exe \u{9b}2J \u{7f}\"}",
+    )
+    .unwrap();
+    let out = kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &[
+            "manifest",
+            "put",
+            &format!("--file={}", payload.display()),
+            "--label=type:cliHostile",
+            "--label=title:\u{1b}[2J\u{1b}]8;;https://evil.example/\u{7}x\u{1b}]8;;\u{7}\u{202e}",
+        ],
+    );
+    let id = stdout_ok(out).trim().to_owned();
+    let raw = |text: &str| {
+        text.chars()
+            .any(|c| c != '\n' && c.is_control() || c == '\u{202e}')
+    };
+
+    let listed = stdout_ok(kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &["manifest", "list", "--filter=type:cliHostile"],
+    ));
+    assert!(!raw(&listed), "{listed:?}");
+    assert!(
+        listed
+            .contains("title:\\x1b[2J\\x1b]8;;https://evil.example/\\x07x\\x1b]8;;\\x07\\u{202e}"),
+        "{listed}"
+    );
+    let shown = stdout_ok(kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &["manifest", "show", &id],
+    ));
+    assert!(!raw(&shown), "{shown:?}");
+    assert!(
+        shown.contains("\"invoice\\u{202e}fdp.exe \\x9b2J \\x7f\""),
+        "{shown}"
+    );
+    assert!(shown.contains("// label title:\\x1b[2J"), "{shown}");
+
+    let args = ["manifest", "list", "--json", "--filter=type:cliHostile"];
+    let ours = stdout_ok(kopia_notify(&repo.config_file(), Some(PASSWORD), &args));
+    assert_eq!(ours, repo.run_ok(&args));
+}
+
+/// Puts empty blobs named like range checkpoints into the storage, where Kopia would.
+fn put_empty_range_checkpoints(repo: &KopiaRepo, ranges: &[(u32, u32)]) {
+    use kopia_repo::storage::BlobStorage;
+    let storage = FilesystemStorage::open(&repo.repo_dir()).unwrap();
+    for (min, max) in ranges {
+        let id = format!("xr{min}_{max}_0123456789abcdef0123456789abcdef-s1-c1");
+        storage.put_blob(&id, b"").unwrap();
+    }
+}
+
+/// Empty `xr<N>_<N>_…` files: Kopia's rule (internal/epoch: the longest chain from epoch 0,
+/// a range ending at the current start skipped) decides which count. A lone `xr0_0_` is no
+/// chain: both list the repository alike.
+#[test]
+fn empty_range_checkpoint_at_epoch_zero_is_ignored_like_kopia() {
+    let Some(repo) = repo_with_snapshots() else {
+        return;
+    };
+    put_empty_range_checkpoints(&repo, &[(0, 0)]);
+    let args = ["manifest", "list", "--json"];
+    let ours = stdout_ok(kopia_notify(&repo.config_file(), Some(PASSWORD), &args));
+    assert_eq!(ours, repo.run_ok(&args));
+}
+
+/// With `xr0_0_`, `xr1_1_` and `xr2_2_` the chain reaches epoch 2 and Kopia reads `xr1_1_`
+/// (it skips the ranges ending at its current start, 0 and then 2): an empty one breaks
+/// Kopia's listing as it breaks ours, both naming that blob. (Kopia seems to list normally
+/// for up to 30 s only because it caches blob listings; the harness turns that cache off.)
+#[test]
+fn empty_chained_range_checkpoints_fail_like_kopia() {
+    let Some(repo) = repo_with_snapshots() else {
+        return;
+    };
+    put_empty_range_checkpoints(&repo, &[(0, 0), (1, 1), (2, 2)]);
+    let blob = "xr1_1_0123456789abcdef0123456789abcdef-s1-c1";
+    let theirs = repo.run(&["manifest", "list", "--json"]);
+    assert!(!theirs.status.success());
+    let their_error = String::from_utf8_lossy(&theirs.stderr);
+    assert!(their_error.contains(blob), "{their_error}");
+    let out = kopia_notify(
+        &repo.config_file(),
+        Some(PASSWORD),
+        &["manifest", "list", "--json"],
+    );
+    assert_one_line_error(&out, &["corrupt", blob]);
+}

@@ -1377,3 +1377,85 @@ fn unreachable_repository() {
     );
     assert!(!storage.exists(), "nothing was created");
 }
+
+/// A connection made with `kopia repository connect --readonly` is never written: every
+/// writing command refuses with one line naming the config file, and the repository's files
+/// stay as they were; reading works as usual.
+#[test]
+fn read_only_connections_are_never_written() {
+    let Some(kopia) = require_kopia() else {
+        return;
+    };
+    let repo = KopiaRepo::create(
+        &kopia,
+        &CreateOptions {
+            key_derivation: Some("pbkdf2-sha256-600000"),
+            ..CreateOptions::default()
+        },
+    );
+    let writer = Notify::new(&repo).env("KOPIA_NOTIFICATIONS", "hidden");
+    let id = writer.send(&["--title", "Disk full", "--expires-in", "1h"], 0, "");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("readonly.config");
+    let connected = Command::new(kopia.path())
+        .env("KOPIA_PASSWORD", PASSWORD)
+        .env("KOPIA_CHECK_FOR_UPDATES", "false")
+        .env("KOPIA_USE_KEYRING", "false")
+        .arg(format!("--config-file={}", config.display()))
+        .arg(format!("--log-dir={}", dir.path().join("logs").display()))
+        .args(["repository", "connect", "filesystem", "--readonly"])
+        .arg(format!("--path={}", repo.repo_dir().display()))
+        .arg(format!(
+            "--cache-directory={}",
+            dir.path().join("cache").display()
+        ))
+        .arg(format!("--override-username={USERNAME}"))
+        .arg(format!("--override-hostname={HOSTNAME}"))
+        .output()
+        .unwrap();
+    assert!(connected.status.success(), "{connected:?}");
+    let config_text = fs::read_to_string(&config).unwrap();
+    assert!(config_text.contains("\"readonly\": true"), "{config_text}");
+
+    let reader = Notify::with_config(config.clone()).env("KOPIA_NOTIFICATIONS", "hidden");
+    let listed = reader.run(&["list", "--json"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert_eq!(listed.json()[0]["id"], id.as_str());
+
+    let before = repository_files(&repo);
+    let refusal = format!(
+        "repository {} is connected read-only; not written",
+        config.display()
+    );
+    let later = reader.at("2022-05-19T05:00:00Z");
+    let payload = dir.path().join("payload.json");
+    fs::write(&payload, "{}").unwrap();
+    let payload_arg = format!("--file={}", payload.display());
+    let cases: Vec<(&Notify, Vec<&str>)> = vec![
+        (&reader, vec!["send", "--title", "Nope"]),
+        (&reader, vec!["ack", &id]),
+        (&reader, vec!["ack", "--all"]),
+        (&later, vec!["gc"]),
+        (
+            &reader,
+            vec!["manifest", "put", "--label=type:x", &payload_arg],
+        ),
+        (&reader, vec!["manifest", "delete", &id]),
+        (&reader, vec!["run", "--", "false"]),
+    ];
+    for (cli, args) in cases {
+        let out = cli.run(&args);
+        if args[0] == "run" {
+            // `run` keeps its command's exit code and says why no notification was written.
+            assert_eq!(out.code, 1, "{out:?}");
+            assert!(out.stderr.contains(&refusal), "{args:?}: {out:?}");
+        } else {
+            out.expect_error(&[&refusal]);
+        }
+        assert!(
+            repository_files(&repo) == before,
+            "{args:?} wrote to the repository"
+        );
+    }
+}

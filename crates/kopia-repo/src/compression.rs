@@ -188,15 +188,31 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// Decompresses gzip data (all members, as Go's reader does), capped at [`MAX_DECOMPRESSED_LEN`].
 pub fn gunzip(data: &[u8]) -> Result<Vec<u8>, DecodeError> {
-    // The trailer's ISIZE (length mod 2^32) sizes the buffer once, instead of growing it by
-    // doubling and copying; only a hint, so a lying trailer costs at most the cap.
     let size_hint = data
         .last_chunk::<4>()
         .map_or(0, |isize| u32::from_le_bytes(*isize) as usize);
-    let mut out = Vec::with_capacity(size_hint.min(MAX_DECOMPRESSED_LEN) + 1);
+    let mut out = Vec::with_capacity(output_reservation(data.len(), size_hint));
     read_capped_into(MultiGzDecoder::new(data), MAX_DECOMPRESSED_LEN, &mut out)
         .map_err(|reason| DecodeError::new(format!("gzip: {reason}")))?;
     Ok(out)
+}
+
+/// Inflated bytes reserved up front per compressed byte: generous for JSON and text (Kopia's
+/// manifests compress about 10:1), far below deflate's worst case of about 1032:1.
+const RESERVE_PER_COMPRESSED_BYTE: usize = 32;
+/// Most reserved up front; larger outputs grow the buffer as they come.
+const MAX_RESERVATION: usize = 64 << 20;
+
+/// The buffer to reserve for inflating `compressed_len` bytes whose gzip trailer claims
+/// `trailer_isize` (length mod 2^32). The trailer sizes the buffer once instead of growing it
+/// by doubling and copying, but anyone who writes the repository writes the trailer: what it
+/// may reserve is bounded by the compressed length and a fixed cap, the rest grows as needed.
+fn output_reservation(compressed_len: usize, trailer_isize: usize) -> usize {
+    trailer_isize
+        .min(compressed_len.saturating_mul(RESERVE_PER_COMPRESSED_BYTE))
+        .min(MAX_RESERVATION)
+        .min(MAX_DECOMPRESSED_LEN)
+        + 1
 }
 
 /// A reader of the decompressed bytes of gzip data (all members), for callers that consume
@@ -231,6 +247,24 @@ fn read_capped_into(decoder: impl Read, limit: usize, out: &mut Vec<u8>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A trailer claiming 256 MiB on a 30-byte stream reserves a few hundred bytes; honest
+    /// trailers of ordinary contents size the buffer exactly.
+    #[test]
+    fn lying_trailers_do_not_reserve_memory() {
+        assert!(output_reservation(30, 256 << 20) <= 30 * RESERVE_PER_COMPRESSED_BYTE + 1);
+        assert_eq!(output_reservation(1_000, 9_000), 9_001);
+        assert_eq!(output_reservation(10 << 20, 200 << 20), MAX_RESERVATION + 1);
+        assert_eq!(output_reservation(0, u32::MAX as usize), 1);
+
+        let mut lying = gzip(b"hello");
+        let at = lying.len() - 4;
+        lying[at..].copy_from_slice(&(256u32 << 20).to_le_bytes());
+        assert!(gunzip(&lying).is_err(), "the length check still refuses it");
+        let honest = gunzip(&gzip(b"hello")).unwrap();
+        assert_eq!(honest, b"hello");
+        assert!(honest.capacity() <= 6, "{}", honest.capacity());
+    }
 
     /// Samples written by Kopia's own compressors (Go, klauspost/compress 1.18.6, pgzip 1.2.6,
     /// pierrec/lz4 2.6.1), each `BE32(headerID) || stream` of `payload.txt`; see README there.

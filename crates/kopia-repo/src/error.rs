@@ -84,6 +84,9 @@ pub enum Error {
     #[error("repository {0} is being upgraded; writing is not allowed until the upgrade finishes")]
     UpgradeInProgress(String),
 
+    #[error("repository {} is connected read-only; not written", config.display())]
+    ReadOnly { config: PathBuf },
+
     #[error("repository {path} already exists")]
     AlreadyExists { path: String },
 
@@ -97,6 +100,11 @@ pub enum Error {
 
     #[error("OS keyring: {0}")]
     Keyring(String),
+
+    /// The keyring did not answer in time (D-Bus activation stalling, a busy daemon): says
+    /// nothing about the password, so callers retry soon instead of asking for it again.
+    #[error("OS keyring unavailable: {0}")]
+    KeyringUnavailable(String),
 }
 
 impl Error {

@@ -160,6 +160,15 @@ impl std::fmt::Debug for RepositoryConfig {
     }
 }
 
+impl Drop for RepositoryConfig {
+    // The keys of every content: wiped when the config goes.
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.master_key.zeroize();
+        self.hmac_secret.zeroize();
+    }
+}
+
 fn is_zero(v: &i64) -> bool {
     *v == 0
 }

@@ -1,9 +1,11 @@
 //! The public face: open a repository from its storage and password, or from a Kopia client
 //! config file, and hand out content readers and manifest stores over it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
 
 use rand::RngCore;
 use serde_json::value::RawValue;
@@ -31,10 +33,14 @@ pub struct Repository {
     format_blob: FormatBlob,
     /// `kopia.repository` as stored: format-v1 packs embed it.
     format_blob_bytes: Vec<u8>,
-    format_key: [u8; 32],
+    /// Wiped on drop, like the password it comes from.
+    format_key: Zeroizing<[u8; 32]>,
     config: RepositoryConfig,
     crypto: Arc<ContentCrypto>,
     timings: OpenTimings,
+    /// The client config of a connection made with `kopia repository connect --readonly`:
+    /// Kopia refuses every write through it, and so does [`Repository::content_writer`].
+    read_only_config: Option<PathBuf>,
 }
 
 /// Where the time of an open went (the benchmark prints it).
@@ -98,10 +104,10 @@ impl Repository {
             encryption: FORMAT_BLOB_ENCRYPTION.into(),
             encrypted_block_format: Vec::new(),
         };
-        let format_key = format_blob.derive_format_key(password)?;
-        format_blob.encrypt_config(&format_key, &config);
+        let format_key = Zeroizing::new(format_blob.derive_format_key(password)?);
+        format_blob.encrypt_config(&format_key[..], &config);
         // Kopia writes the retention config first: a format blob always finds it.
-        let blobcfg = kdf::encrypt_format_block(&format_key, &format_blob.unique_id, b"{}");
+        let blobcfg = kdf::encrypt_format_block(&format_key[..], &format_blob.unique_id, b"{}");
         storage.put_blob(BLOBCFG_BLOB_ID, &blobcfg)?;
         let format_blob_bytes = format_blob.to_bytes();
         storage.put_blob(FORMAT_BLOB_ID, &format_blob_bytes)?;
@@ -130,7 +136,7 @@ impl Repository {
         storage: Arc<dyn BlobStorage>,
         format_blob: FormatBlob,
         format_blob_bytes: Vec<u8>,
-        format_key: [u8; 32],
+        format_key: Zeroizing<[u8; 32]>,
         config: RepositoryConfig,
         timings: OpenTimings,
     ) -> Result<Self> {
@@ -148,6 +154,7 @@ impl Repository {
             config,
             crypto,
             timings,
+            read_only_config: None,
         })
     }
 
@@ -158,10 +165,10 @@ impl Repository {
         let read_format_blob = started.elapsed();
 
         let started = Instant::now();
-        let format_key = format_blob.derive_format_key(password)?;
+        let format_key = Zeroizing::new(format_blob.derive_format_key(password)?);
         let key_derivation = started.elapsed();
 
-        let config = format_blob.decrypt_config(&format_key)?;
+        let config = format_blob.decrypt_config(&format_key[..])?;
         Repository::from_parts(
             storage,
             format_blob,
@@ -181,7 +188,10 @@ impl Repository {
         let client_config = client::load(config_path)?;
         let password = client::resolve_password(config_path)?;
         let storage = client_config.open_storage()?;
-        let repository = Repository::open(storage, password.expose())?;
+        let mut repository = Repository::open(storage, password.expose())?;
+        if client_config.readonly {
+            repository.read_only_config = Some(config_path.to_path_buf());
+        }
         Ok((repository, client_config))
     }
 
@@ -223,12 +233,23 @@ impl Repository {
         )
     }
 
+    /// The client config of the read-only connection it was opened through, if it was: no
+    /// writer is given then.
+    pub fn read_only_config(&self) -> Option<&Path> {
+        self.read_only_config.as_deref()
+    }
+
     /// A writer for new contents, after checking (from storage, not from what was read at open)
     /// that the repository may be written: no upgrade under way, the same keys and parameters.
     pub fn content_writer(&self, owner: SessionOwner) -> Result<ContentWriter> {
+        if let Some(config) = &self.read_only_config {
+            return Err(Error::ReadOnly {
+                config: config.clone(),
+            });
+        }
         let (current, current_bytes) = read_format_blob(self.storage.as_ref())?;
         if current_bytes != self.format_blob_bytes {
-            let config = current.decrypt_config(&self.format_key)?;
+            let config = current.decrypt_config(&self.format_key[..])?;
             config.validate()?;
             if !same_write_parameters(&config, &self.config) {
                 return Err(Error::Unsupported(

@@ -69,8 +69,9 @@ fn username_from_passwd(passwd: &str, uid: u32) -> Option<String> {
 }
 
 /// Reads Kopia's keyring entry for `config_path`. `Ok(None)`: no entry, or no keyring service
-/// reachable (answered within a few seconds at most). `Err`: the entry exists but cannot be
-/// read (locked keyring, D-Bus failure).
+/// at all. `Err`: the entry exists but cannot be read (locked keyring, D-Bus failure), or
+/// [`Error::KeyringUnavailable`](crate::Error::KeyringUnavailable) when the keyring did not
+/// answer within a few seconds: a slow keyring is not a missing password.
 pub fn read_keyring_password(config_path: &Path) -> Result<Option<String>> {
     let service = keyring_item_id(&config_path.to_string_lossy());
     platform::read(service, keyring_username())
@@ -98,6 +99,24 @@ pub fn store_secret(service: &str, account: &str, secret: &str) -> Result<()> {
 /// Deletes the secrets under `service` and `account`; none there is not an error.
 pub fn delete_secret(service: &str, account: &str) -> Result<()> {
     platform::delete(service, account)
+}
+
+/// The lookup's answer, or [`Error::KeyringUnavailable`] if none came within `timeout` (or
+/// the lookup thread died).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn answer_within<T>(
+    receiver: &std::sync::mpsc::Receiver<Result<T>>,
+    timeout: std::time::Duration,
+) -> Result<T> {
+    match receiver.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!("OS keyring did not answer in {timeout:?}");
+            Err(crate::Error::KeyringUnavailable(format!(
+                "it did not answer within {timeout:?}; retrying soon"
+            )))
+        }
+    }
 }
 
 #[cfg(target_os = "linux")]
@@ -136,13 +155,7 @@ mod platform {
                 let _ = sender.send(lookup(&service, &user));
             })
             .map_err(|e| Error::Keyring(format!("cannot start keyring lookup: {e}")))?;
-        match receiver.recv_timeout(READ_TIMEOUT) {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::warn!("OS keyring did not answer in {READ_TIMEOUT:?}; ignoring it");
-                Ok(None)
-            }
-        }
+        super::answer_within(&receiver, READ_TIMEOUT)
     }
 
     fn lookup(service: &str, user: &str) -> Result<Option<String>> {
@@ -266,6 +279,30 @@ mod platform {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_keyring_that_does_not_answer_is_unavailable_not_empty() {
+        let (sender, receiver) = std::sync::mpsc::channel::<Result<Option<String>>>();
+        let timeout = std::time::Duration::from_millis(20);
+        let error = answer_within(&receiver, timeout).unwrap_err();
+        assert!(
+            matches!(error, crate::Error::KeyringUnavailable(_)),
+            "{error}"
+        );
+        assert!(error.to_string().contains("did not answer"), "{error}");
+        sender.send(Ok(Some("pw".into()))).unwrap();
+        assert_eq!(
+            answer_within(&receiver, timeout).unwrap().as_deref(),
+            Some("pw")
+        );
+        sender.send(Ok(None)).unwrap();
+        assert_eq!(answer_within(&receiver, timeout).unwrap(), None);
+        drop(sender);
+        assert!(matches!(
+            answer_within(&receiver, timeout),
+            Err(crate::Error::KeyringUnavailable(_))
+        ));
+    }
 
     /// The derived examples of §10.3, checked against the hashing in Kopia's
     /// passwordpersist_keyring.go (SHA-256 of the path string as given).

@@ -8,13 +8,31 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 
+use zeroize::Zeroize;
+
 use super::keyring::read_keyring_password;
 use crate::error::{Error, Result};
 use crate::storage::io_error;
 
-/// A repository password. Its `Debug` output is `***`, so it cannot leak into logs.
+/// A repository password. Its `Debug` output is `***`, so it cannot leak into logs, and its
+/// bytes are wiped when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// Read from the window's requests (a plain JSON string).
+impl<'de> serde::Deserialize<'de> for Password {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Password)
+    }
+}
 
 impl Password {
     pub fn new(password: impl Into<String>) -> Self {
@@ -122,6 +140,21 @@ mod tests {
 
     fn no_keyring(_: &Path) -> Result<Option<String>> {
         Ok(None)
+    }
+
+    /// A keyring that timed out is reported as such when no password file exists, never as
+    /// a missing password; with a password file the file is used.
+    #[test]
+    fn keyring_timeout_is_not_a_missing_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("repository.config");
+        let slow =
+            |_: &Path| -> Result<Option<String>> { Err(Error::KeyringUnavailable("slow".into())) };
+        let error = resolve_password_from(&config, None, slow).unwrap_err();
+        assert!(matches!(error, Error::KeyringUnavailable(_)), "{error}");
+        std::fs::write(password_file_path(&config), "cHc=").unwrap();
+        let (password, source) = resolve_password_from(&config, None, slow).unwrap();
+        assert_eq!((password.expose(), source), ("pw", PasswordSource::File));
     }
 
     #[test]

@@ -156,17 +156,17 @@ impl ContentWriter {
 
         let index_bytes = index::build_index(self.format.index_version, &entries)
             .map_err(|reason| Error::corrupt_blob(&pack_blob_id, reason))?;
-        let index_blob_id = match self.put_index_blob(&index_bytes, session_id) {
-            Ok(id) => id,
-            Err(e) => {
-                let _ = storage.delete_blob(&pack_blob_id);
-                return Err(e);
-            }
-        };
+        // From here on the pack stays whatever happens. Once an index blob naming it may
+        // exist (a failed put can leave one behind), Kopia can compact that index into `xs`/`xr`
+        // blobs at any moment, and those would then point at a deleted pack. An unreferenced
+        // pack is harmless: Kopia's blob GC deletes it (repo/maintenance/blob_gc.go, after its
+        // safety margin).
+        let index_blob_id = self.put_index_blob(&index_bytes, session_id)?;
         if let Err(e) = self.verify(&index_blob_id, &entries, contents) {
-            // Unreadable data must not stay visible to Kopia.
+            // Our own index blob goes, so that a bad read-back is not left visible to Kopia;
+            // a compaction that copied it already is left alone, and so is the pack.
+            tracing::warn!(pack = %pack_blob_id, index = %index_blob_id, error = %e, "read-back failed; leaving the pack to Kopia's garbage collection");
             let _ = storage.delete_blob(&index_blob_id);
-            let _ = storage.delete_blob(&pack_blob_id);
             return Err(e);
         }
         tracing::debug!(pack = %pack_blob_id, index = %index_blob_id, contents = entries.len(), "wrote contents");
@@ -306,6 +306,103 @@ impl ContentWriter {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    use crate::repository::Repository;
+    use crate::storage::filesystem::FilesystemStorage;
+    use crate::storage::{BlobMetadata, BlobStorage};
+
+    /// Filesystem storage that fails in one chosen way.
+    #[derive(Debug)]
+    struct Faulty {
+        inner: FilesystemStorage,
+        fault: Fault,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Fault {
+        /// Packs read back with one byte flipped.
+        CorruptPackReads,
+        /// Writing an index blob fails (after which one may or may not exist).
+        IndexPutFails,
+    }
+
+    impl BlobStorage for Faulty {
+        fn get_blob(&self, id: &str) -> Result<Vec<u8>> {
+            self.inner.get_blob(id)
+        }
+        fn get_blob_range(&self, id: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+            let mut bytes = self.inner.get_blob_range(id, offset, length)?;
+            if self.fault == Fault::CorruptPackReads && id.starts_with('q') {
+                bytes[0] ^= 1;
+            }
+            Ok(bytes)
+        }
+        fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
+            self.inner.list_blobs(prefix)
+        }
+        fn put_blob(&self, id: &str, data: &[u8]) -> Result<()> {
+            if self.fault == Fault::IndexPutFails && id.starts_with("xn") {
+                return Err(Error::Unsupported(format!("test: refusing {id}")));
+            }
+            self.inner.put_blob(id, data)
+        }
+        fn delete_blob(&self, id: &str) -> Result<()> {
+            self.inner.delete_blob(id)
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+    }
+
+    /// A failed write after the pack is stored reports the error and leaves the pack, which
+    /// an index (or Kopia's compaction of it) may already reference; the GC of Kopia owns it.
+    #[test]
+    fn a_failed_write_never_deletes_its_pack() {
+        let owner = SessionOwner {
+            username: "alice".into(),
+            hostname: "laptop".into(),
+        };
+        for fault in [Fault::CorruptPackReads, Fault::IndexPutFails] {
+            let dir = tempfile::tempdir().unwrap();
+            Repository::create_filesystem(dir.path(), "pw", &owner).unwrap();
+            let storage = Arc::new(Faulty {
+                inner: FilesystemStorage::open(dir.path()).unwrap(),
+                fault,
+            });
+            let ids = |prefix: &str| -> Vec<String> {
+                let mut ids: Vec<String> = storage
+                    .list_blobs(prefix)
+                    .unwrap()
+                    .into_iter()
+                    .map(|b| b.id)
+                    .collect();
+                ids.sort();
+                ids
+            };
+            let (packs_before, indexes_before) = (ids("q"), ids("xn"));
+            let repository = Repository::open(storage.clone(), "pw").unwrap();
+            let writer = repository.content_writer(owner.clone()).unwrap();
+            let error = writer
+                .write_contents(&[NewContent {
+                    prefix: Some('m'),
+                    payload: b"{\"hello\":1}".to_vec(),
+                }])
+                .unwrap_err();
+            let packs = ids("q");
+            assert_eq!(packs.len(), packs_before.len() + 1, "{fault:?}: {error}");
+            assert!(packs_before.iter().all(|p| packs.contains(p)));
+            // The index blob we wrote (if any) is withdrawn: only the earlier ones remain.
+            assert_eq!(ids("xn"), indexes_before, "{fault:?}");
+            match fault {
+                Fault::CorruptPackReads => {
+                    assert!(matches!(error, Error::CorruptContent { .. }), "{error}");
+                }
+                Fault::IndexPutFails => assert!(error.to_string().contains("refusing xn")),
+            }
+            // No session marker stays behind.
+            assert!(storage.list_blobs("s").unwrap().is_empty());
+        }
+    }
 
     #[test]
     fn session_ids_follow_kopias_scheme() {

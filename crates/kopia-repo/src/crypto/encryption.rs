@@ -8,6 +8,7 @@ use chacha20poly1305::ChaCha20Poly1305;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use super::kdf::hkdf_sha256;
 use crate::error::{DecodeError, Error};
@@ -68,7 +69,7 @@ impl ContentEncryptor {
                 )))
             }
         };
-        let kds = hkdf_sha256(master_key, CONTENT_KEY_SALT, b"", 32);
+        let kds = Zeroizing::new(hkdf_sha256(master_key, CONTENT_KEY_SALT, b"", 32));
         let key_for_iv =
             <Hmac<Sha256> as Mac>::new_from_slice(&kds).expect("HMAC accepts keys of any length");
         Ok(ContentEncryptor {
@@ -104,10 +105,10 @@ impl ContentEncryptor {
         out.extend_from_slice(plaintext);
         let body = &mut out[NONCE_LEN..];
         let tag = match self.cipher {
-            Cipher::Aes256Gcm => Aes256Gcm::new(&key.into())
+            Cipher::Aes256Gcm => Aes256Gcm::new((&*key).into())
                 .encrypt_in_place_detached(nonce.into(), iv, body)
                 .map(|tag| tag.to_vec()),
-            Cipher::ChaCha20Poly1305 => ChaCha20Poly1305::new(&key.into())
+            Cipher::ChaCha20Poly1305 => ChaCha20Poly1305::new((&*key).into())
                 .encrypt_in_place_detached(nonce.into(), iv, body)
                 .map(|tag| tag.to_vec()),
         }
@@ -130,13 +131,13 @@ impl ContentEncryptor {
         let key = self.key_for(iv);
         let mut plaintext = body.to_vec();
         let opened = match self.cipher {
-            Cipher::Aes256Gcm => Aes256Gcm::new(&key.into()).decrypt_in_place_detached(
+            Cipher::Aes256Gcm => Aes256Gcm::new((&*key).into()).decrypt_in_place_detached(
                 nonce.into(),
                 iv,
                 &mut plaintext,
                 tag.into(),
             ),
-            Cipher::ChaCha20Poly1305 => ChaCha20Poly1305::new(&key.into())
+            Cipher::ChaCha20Poly1305 => ChaCha20Poly1305::new((&*key).into())
                 .decrypt_in_place_detached(nonce.into(), iv, &mut plaintext, tag.into()),
         };
         opened.map_err(|_| {
@@ -149,13 +150,16 @@ impl ContentEncryptor {
     }
 
     /// Per-IV AEAD key: `HMAC-SHA256(kds, iv)`.
-    fn key_for(&self, iv: &[u8]) -> [u8; 32] {
-        self.key_for_iv
-            .clone()
-            .chain_update(iv)
-            .finalize()
-            .into_bytes()
-            .into()
+    /// The key of one IV, wiped when the caller drops it.
+    fn key_for(&self, iv: &[u8]) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(
+            self.key_for_iv
+                .clone()
+                .chain_update(iv)
+                .finalize()
+                .into_bytes()
+                .into(),
+        )
     }
 }
 

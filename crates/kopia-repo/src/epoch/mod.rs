@@ -4,7 +4,7 @@
 
 pub mod legacy;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -149,46 +149,63 @@ pub fn new_index_blob_prefix(epoch: u64) -> String {
 /// The chain of range checkpoints Kopia uses: starting at epoch 0, each range starting right
 /// after the previous one, reaching the highest epoch (ties: fewest ranges, then the first
 /// found). Kopia's quirk is kept: a chain that ends at epoch 0 counts as no chain.
+///
+/// Kopia (`internal/epoch/epoch_range.go`, `findLongestRangeCheckpointStartingAt`) recurses
+/// once per chained range and copies the memoised chains; range names are written by anyone
+/// who can write the repository, so here the same memo is filled bottom-up instead: from the
+/// highest start epoch down, each start keeps only (epoch reached, length, first range), and
+/// the chain is rebuilt by following the first ranges. O(n log n) time, O(n) memory, no
+/// recursion.
 pub fn longest_range_checkpoint_chain(ranges: &[EpochRange]) -> Vec<EpochRange> {
-    let mut by_min: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut by_min: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, range) in ranges.iter().enumerate() {
         if range.max >= range.min {
             by_min.entry(range.min).or_default().push(i);
         }
     }
-    let mut memo = HashMap::new();
-    longest_chain_from(0, ranges, &by_min, &mut memo)
-        .into_iter()
-        .map(|i| ranges[i].clone())
-        .collect()
+    // Every range leads to a strictly higher start (`max + 1 > min`), so walking the starts
+    // in descending order finds each continuation already decided.
+    let mut best: HashMap<u64, ChainStep> = HashMap::with_capacity(by_min.len());
+    for (&start, candidates) in by_min.iter().rev() {
+        let mut step: Option<ChainStep> = None;
+        for &i in candidates {
+            let rest = ranges[i]
+                .max
+                .checked_add(1)
+                .and_then(|next| best.get(&next));
+            let (reached, len) = match rest {
+                Some(rest) => (rest.reached, rest.len + 1),
+                None => (ranges[i].max, 1),
+            };
+            let (best_reached, best_len) = step.as_ref().map_or((0, 0), |s| (s.reached, s.len));
+            if reached > best_reached || (reached == best_reached && len < best_len) {
+                step = Some(ChainStep {
+                    first: i,
+                    reached,
+                    len,
+                });
+            }
+        }
+        if let Some(step) = step {
+            best.insert(start, step);
+        }
+    }
+
+    let mut chain = Vec::new();
+    let mut next = Some(0u64);
+    while let Some(step) = next.and_then(|start| best.get(&start)) {
+        let range = &ranges[step.first];
+        chain.push(range.clone());
+        next = range.max.checked_add(1);
+    }
+    chain
 }
 
-/// Indices of the best chain starting at `start`. Every step starts strictly after the
-/// previous one began (`max >= min`), so the recursion ends.
-fn longest_chain_from(
-    start: u64,
-    ranges: &[EpochRange],
-    by_min: &HashMap<u64, Vec<usize>>,
-    memo: &mut HashMap<u64, Vec<usize>>,
-) -> Vec<usize> {
-    if let Some(chain) = memo.get(&start) {
-        return chain.clone();
-    }
-    let mut best_max = 0;
-    let mut best: Vec<usize> = Vec::new();
-    for &i in by_min.get(&start).map(Vec::as_slice).unwrap_or_default() {
-        let mut combined = vec![i];
-        if let Some(next) = ranges[i].max.checked_add(1) {
-            combined.extend(longest_chain_from(next, ranges, by_min, memo));
-        }
-        let reached = combined.last().map_or(0, |&last| ranges[last].max);
-        if reached > best_max || (reached == best_max && combined.len() < best.len()) {
-            best_max = reached;
-            best = combined;
-        }
-    }
-    memo.insert(start, best.clone());
-    best
+/// The best chain from one start epoch: its first range, the epoch it reaches, its length.
+struct ChainStep {
+    first: usize,
+    reached: u64,
+    len: usize,
 }
 
 /// Kopia's `GetCompleteIndexSet(LatestEpoch)` over ONE listing of prefix `x` (§8.2.1).
@@ -197,7 +214,10 @@ pub fn epoch_index_blob_set(listing: &[BlobMetadata]) -> IndexBlobSet {
     let deletion_watermark = deletion_watermark(listing);
 
     let mut single_epoch_candidates: HashMap<u64, Vec<BlobMetadata>> = HashMap::new();
+    // In listing order, with an index by key: thousands of range names cost no more than
+    // one lookup each.
     let mut range_candidates: Vec<((u64, u64), Vec<BlobMetadata>)> = Vec::new();
+    let mut range_slot: HashMap<(u64, u64), usize> = HashMap::new();
     // `xn` blobs keyed by the exact text between "xn" and "_", as a prefix listing would.
     let mut uncompacted: HashMap<&str, Vec<BlobMetadata>> = HashMap::new();
     for blob in listing {
@@ -210,9 +230,12 @@ pub fn epoch_index_blob_set(listing: &[BlobMetadata]) -> IndexBlobSet {
             }
         } else if blob.id.starts_with(RANGE_CHECKPOINT_PREFIX) {
             if let Some(key) = epoch_range_from_blob_id(&blob.id) {
-                match range_candidates.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, members)) => members.push(blob.clone()),
-                    None => range_candidates.push((key, vec![blob.clone()])),
+                match range_slot.get(&key) {
+                    Some(&slot) => range_candidates[slot].1.push(blob.clone()),
+                    None => {
+                        range_slot.insert(key, range_candidates.len());
+                        range_candidates.push((key, vec![blob.clone()]));
+                    }
                 }
             }
         } else if let Some(rest) = blob.id.strip_prefix(UNCOMPACTED_INDEX_PREFIX) {
@@ -460,6 +483,32 @@ pub(crate) mod tests {
         assert_eq!(chain(&[(0, 0), (1, 5)]), vec![(0, 0), (1, 5)]);
         // No chain starting at 0.
         assert_eq!(chain(&[(1, 5)]), vec![]);
+    }
+
+    /// A hostile listing of chained `xr<N>_<N>_…` names: Kopia's recursion would be this deep
+    /// (and copy its memo quadratically); ours runs on a small stack and returns at once.
+    #[test]
+    fn thousands_of_chained_ranges_need_no_deep_stack() {
+        const CHAINED: u64 = 50_000;
+        let mut ids: Vec<String> = vec!["xe3".to_owned()];
+        ids.extend((0..CHAINED).map(|n| format!("xr{n}_{n}_empty")));
+        ids.push(format!("xn{CHAINED}_after"));
+        let listing: Vec<BlobMetadata> = ids.iter().map(|id| blob(id)).collect();
+        let set = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || epoch_index_blob_set(&listing))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        // The chain reaches the last range; like Kopia, ranges ending at the current start
+        // are skipped: [0,0] is, [1,1] is read (start 2), [2,2] skipped, [3,3] read…
+        assert_eq!(set.blobs.len() as u64, CHAINED / 2);
+        assert_eq!(set.blobs[0].id, "xr1_1_empty");
+        assert_eq!(set.blobs[1].id, "xr3_3_empty");
+        assert_eq!(
+            set.blobs.last().unwrap().id,
+            format!("xr{}_{}_empty", CHAINED - 1, CHAINED - 1)
+        );
     }
 
     #[test]
