@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration::parse_duration;
 use crate::identity::Identity;
 use crate::schema::{label, Severity, SnapshotSource, SCHEMA_VERSION};
-use crate::store::{NewManifest, StoredManifest};
+use crate::store::{ManifestAccess, NewManifest, StoredManifest};
 use crate::target::PolicyTarget;
 use crate::Error;
 
@@ -359,6 +359,70 @@ impl fmt::Display for OverdueAfter {
     }
 }
 
+/// Every notification policy of the store, and the malformed ones.
+pub fn load(store: &dyn ManifestAccess) -> Result<(NotificationPolicies, Vec<Error>), Error> {
+    let manifests = store.find(&BTreeMap::from([(
+        label::TYPE.to_string(),
+        POLICY_TYPE.to_string(),
+    )]))?;
+    Ok(NotificationPolicies::from_manifests(&manifests))
+}
+
+fn manifests_at(
+    store: &dyn ManifestAccess,
+    target: &PolicyTarget,
+) -> Result<Vec<StoredManifest>, Error> {
+    let mut filter: BTreeMap<String, String> = target
+        .labels()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    filter.insert(label::TYPE.into(), POLICY_TYPE.into());
+    // Label filters match supersets: keep only manifests whose target is exactly this one.
+    Ok(store
+        .find(&filter)?
+        .into_iter()
+        .filter(|m| {
+            PolicyTarget::from_labels(|k| m.labels.get(k).cloned()).as_ref() == Some(target)
+        })
+        .collect())
+}
+
+/// Sets `values` at `target` over what it already sets, in one write that also deletes the
+/// level's previous manifests. Returns the values now stored there.
+pub fn set(
+    store: &mut dyn ManifestAccess,
+    target: &PolicyTarget,
+    values: &PolicyValues,
+) -> Result<PolicyValues, Error> {
+    let existing = manifests_at(store, target)?;
+    let (current, problems) = NotificationPolicies::from_manifests(&existing);
+    if let Some(problem) = problems.into_iter().next() {
+        return Err(problem);
+    }
+    let merged = current
+        .policies
+        .get(target)
+        .map_or_else(PolicyValues::default, |(_, v)| v.clone())
+        .overlay(values);
+    let deletes = existing.into_iter().map(|m| m.id).collect();
+    store.write(vec![policy_manifest(target, &merged)], deletes)?;
+    Ok(merged)
+}
+
+/// Removes the policy at `target`; an error when there is none.
+pub fn remove(store: &mut dyn ManifestAccess, target: &PolicyTarget) -> Result<(), Error> {
+    let existing = manifests_at(store, target)?;
+    if existing.is_empty() {
+        return Err(Error::InvalidTarget {
+            text: target.to_string(),
+            reason: "no notification policy is set there".into(),
+        });
+    }
+    store.write(Vec::new(), existing.into_iter().map(|m| m.id).collect())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +534,52 @@ mod tests {
         assert_eq!(problems.len(), 1);
         let text = problems[0].to_string();
         assert!(text.contains("bad") && text.contains("nobody"), "{text}");
+    }
+
+    #[test]
+    fn set_overlays_and_replaces_in_one_write_and_remove_deletes() {
+        let mut store = crate::store::MemoryStore::new();
+        let host: PolicyTarget = "@laptop".parse().unwrap();
+        let user: PolicyTarget = "alice@laptop".parse().unwrap();
+        set(
+            &mut store,
+            &host,
+            &PolicyValues {
+                notify: Some(NotifyWho::All),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        set(
+            &mut store,
+            &user,
+            &PolicyValues {
+                min_severity: Some(Severity::Error),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let merged = set(
+            &mut store,
+            &host,
+            &PolicyValues {
+                overdue_after: Some(OverdueAfter::Never),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(merged.notify, Some(NotifyWho::All));
+        assert_eq!(merged.overdue_after, Some(OverdueAfter::Never));
+        assert_eq!(store.len(), 2, "the host level's old manifest is replaced");
+        assert_eq!(store.batches_written(), 3);
+        let (policies, _) = load(&store).unwrap();
+        let effective = policies.effective_along(&user.lookup_order());
+        assert_eq!(effective.min_severity, Severity::Error);
+        assert_eq!(effective.notify, NotifyWho::All);
+        remove(&mut store, &host).unwrap();
+        assert_eq!(store.len(), 1);
+        let error = remove(&mut store, &host).unwrap_err().to_string();
+        assert!(error.contains("@laptop"), "{error}");
     }
 
     #[test]

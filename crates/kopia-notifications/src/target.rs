@@ -54,6 +54,25 @@ impl PolicyTarget {
         targets
     }
 
+    /// Where the options of this target come from, most specific first: a path's hierarchy,
+    /// or this level and the ones above it.
+    pub fn lookup_order(&self) -> Vec<PolicyTarget> {
+        match self {
+            PolicyTarget::Path { user, host, path } => PolicyTarget::hierarchy(&SnapshotSource {
+                host: host.clone(),
+                user_name: user.clone(),
+                path: path.clone(),
+            }),
+            PolicyTarget::User { host, .. } => vec![
+                self.clone(),
+                PolicyTarget::Host { host: host.clone() },
+                PolicyTarget::Global,
+            ],
+            PolicyTarget::Host { .. } => vec![self.clone(), PolicyTarget::Global],
+            PolicyTarget::Global => vec![PolicyTarget::Global],
+        }
+    }
+
     /// Kopia's `policyType` label value.
     pub fn policy_type(&self) -> &'static str {
         match self {

@@ -5,6 +5,7 @@
 //! triggered it, so that any number of machines checking at once write each one once.
 //! [`resolution`] decides which earlier findings are gone and records why.
 
+pub mod check;
 pub mod cron;
 pub mod maintenance;
 pub mod overdue;

@@ -167,6 +167,9 @@ impl Evidence<'_> {
                             rfc3339::format(&newest.start)
                         )
                     }
+                    Some(_) if kind == SnapshotOverdue => {
+                        "it is still overdue and reported at a higher severity".to_string()
+                    }
                     _ => "the notification policy no longer reports it".to_string(),
                 }
             }
