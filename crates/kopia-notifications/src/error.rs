@@ -45,6 +45,14 @@ pub enum Error {
         recipient: String,
         identity: String,
     },
+    #[error("invalid policy target {text:?}: {reason}")]
+    InvalidTarget { text: String, reason: String },
+    #[error("invalid policy value {text:?} for {option}: {reason}")]
+    InvalidPolicyValue {
+        option: &'static str,
+        text: String,
+        reason: String,
+    },
     #[error("malformed manifest {id}: {reason}")]
     Malformed { id: String, reason: String },
     #[error(transparent)]

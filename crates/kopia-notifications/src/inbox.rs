@@ -2,12 +2,13 @@
 //! pending for whom, listing, ID prefixes, what to write to acknowledge and what `gc` deletes.
 //! No I/O: the service feeds it manifests and writes the plans it returns.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::health::resolution::Resolution;
 use crate::identity::Identity;
 use crate::schema::{rfc3339, Acknowledgement, Notification, Severity};
 use crate::store::{NewManifest, StoredManifest};
@@ -31,6 +32,8 @@ pub enum Status {
     Expired,
     /// Addressed to someone else.
     OtherRecipient,
+    /// A derived notification whose cause is gone (see [`InboxItem::resolution`]).
+    Resolved,
 }
 
 /// A notification as one identity sees it.
@@ -43,6 +46,9 @@ pub struct InboxItem {
     /// When this identity acknowledged it (the earliest, if acknowledged twice).
     #[serde(serialize_with = "optional_time")]
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// When and why it resolved itself, for derived notifications whose cause is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
 }
 
 /// One notification with everyone's acknowledgements, for `show`.
@@ -147,6 +153,8 @@ pub struct Inbox {
     notification_ids: BTreeSet<String>,
     /// Manifests that could not be read, each an [`Error::Malformed`] naming its ID.
     problems: Vec<Error>,
+    /// By notification ID (the earliest resolution of each).
+    resolutions: BTreeMap<String, Resolution>,
 }
 
 impl Inbox {
@@ -196,6 +204,28 @@ impl Inbox {
             .map(|&at| &self.acknowledgements[at])
     }
 
+    /// Adds manifests of type `notificationResolution`; malformed ones join the problems.
+    pub fn add_resolutions(&mut self, manifests: &[StoredManifest]) {
+        for manifest in manifests {
+            match Resolution::from_manifest(manifest) {
+                Ok(resolution) => {
+                    let earliest = self
+                        .resolutions
+                        .entry(resolution.notification_id.clone())
+                        .or_insert_with(|| resolution.clone());
+                    if resolution.resolved_at < earliest.resolved_at {
+                        *earliest = resolution;
+                    }
+                }
+                Err(error) => self.problems.push(error),
+            }
+        }
+    }
+
+    pub fn resolution_of(&self, id: &str) -> Option<&Resolution> {
+        self.resolutions.get(id)
+    }
+
     pub fn notifications(&self) -> &[Notification] {
         &self.notifications
     }
@@ -224,7 +254,9 @@ impl Inbox {
         who: &Identity,
         now: DateTime<Utc>,
     ) -> Status {
-        if self.acknowledgement_by(&notification.id, who).is_some() {
+        if self.resolutions.contains_key(&notification.id) {
+            Status::Resolved
+        } else if self.acknowledgement_by(&notification.id, who).is_some() {
             Status::Acknowledged
         } else if notification.is_expired(now) {
             Status::Expired
@@ -247,6 +279,7 @@ impl Inbox {
             acknowledged_at: self
                 .acknowledgement_by(&notification.id, who)
                 .map(|ack| ack.acknowledged_at),
+            resolution: self.resolutions.get(&notification.id).cloned(),
         }
     }
 
@@ -420,7 +453,7 @@ impl Inbox {
                 Status::Acknowledged => plan.outcome.already_acknowledged.push(id),
                 Status::Expired => plan.outcome.expired.push(id),
                 // Callers have checked the recipient already.
-                Status::Pending | Status::OtherRecipient => {
+                Status::Pending | Status::OtherRecipient | Status::Resolved => {
                     plan.puts.push(Acknowledgement::new_manifest(&id, who, now));
                     plan.outcome.acknowledged.push(id);
                 }

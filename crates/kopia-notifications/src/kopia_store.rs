@@ -45,6 +45,11 @@ impl KopiaManifests {
         self.repository.read_only_config()
     }
 
+    /// The repository, for what is not a manifest (Kopia's maintenance schedule blob).
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
     /// Picks up what others wrote since; cheap when nothing changed (one listing, no reads).
     pub fn refresh(&mut self) -> kopia_repo::Result<bool> {
         Ok(self.store.refresh()?.changed)
@@ -86,14 +91,7 @@ impl ManifestAccess for KopiaManifests {
     ) -> Result<Vec<String>, StoreError> {
         let puts = puts
             .into_iter()
-            .map(|put| {
-                let data = RawValue::from_string(put.data.to_string())
-                    .map_err(|e| StoreError::new(StoreErrorKind::Other, e.to_string()))?;
-                Ok(manifest::NewManifest {
-                    labels: put.labels,
-                    data,
-                })
-            })
+            .map(to_repo_manifest)
             .collect::<Result<Vec<_>, StoreError>>()?;
         let writer = self
             .repository
@@ -103,4 +101,32 @@ impl ManifestAccess for KopiaManifests {
             .write(&writer, &puts, &deletes)
             .map_err(store_error)
     }
+
+    fn write_with_ids(
+        &mut self,
+        puts: Vec<(String, NewManifest)>,
+        deletes: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let puts = puts
+            .into_iter()
+            .map(|(id, put)| Ok((id, to_repo_manifest(put)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let writer = self
+            .repository
+            .content_writer(self.owner.clone())
+            .map_err(store_error)?;
+        self.store
+            .write_with_ids(&writer, &puts, &deletes)
+            .map(drop)
+            .map_err(store_error)
+    }
+}
+
+fn to_repo_manifest(put: NewManifest) -> Result<manifest::NewManifest, StoreError> {
+    let data = RawValue::from_string(put.data.to_string())
+        .map_err(|e| StoreError::new(StoreErrorKind::Other, e.to_string()))?;
+    Ok(manifest::NewManifest {
+        labels: put.labels,
+        data,
+    })
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use crate::health::resolution::RESOLUTION_TYPE;
 use crate::identity::Identity;
 use crate::inbox::{
     AckOutcome, AckPlan, GcPlan, Inbox, InboxItem, ListOptions, NotificationDetails, PendingCounts,
@@ -31,11 +32,14 @@ impl<'s> Notifications<'s> {
         Notifications { store }
     }
 
-    /// Reads every notification and acknowledgement (two label-filtered finds).
+    /// Reads every notification, acknowledgement and resolution (three label-filtered finds).
     pub fn inbox(&self) -> Result<Inbox, Error> {
         let notifications = self.store.find(&type_filter(NOTIFICATION_TYPE))?;
         let acks = self.store.find(&type_filter(ACK_TYPE))?;
-        Ok(Inbox::from_manifests(&notifications, &acks))
+        let resolutions = self.store.find(&type_filter(RESOLUTION_TYPE))?;
+        let mut inbox = Inbox::from_manifests(&notifications, &acks);
+        inbox.add_resolutions(&resolutions);
+        Ok(inbox)
     }
 
     /// Writes a new notification created at `now`; returns its manifest ID.

@@ -36,6 +36,15 @@ pub trait ManifestAccess {
         puts: Vec<NewManifest>,
         deletes: Vec<String>,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// As [`write`](Self::write) with each put's manifest ID given (32 lowercase hex digits):
+    /// derived notifications and resolutions carry IDs every machine computes alike. A put
+    /// whose ID exists replaces it.
+    fn write_with_ids(
+        &mut self,
+        puts: Vec<(String, NewManifest)>,
+        deletes: Vec<String>,
+    ) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +197,19 @@ impl ManifestAccess for MemoryStore {
         deletes: Vec<String>,
     ) -> Result<Vec<String>, StoreError> {
         self.check_reachable()?;
+        let keyed: Vec<(String, NewManifest)> =
+            puts.into_iter().map(|put| (self.next_id(), put)).collect();
+        let ids = keyed.iter().map(|(id, _)| id.clone()).collect();
+        self.write_with_ids(keyed, deletes)?;
+        Ok(ids)
+    }
+
+    fn write_with_ids(
+        &mut self,
+        puts: Vec<(String, NewManifest)>,
+        deletes: Vec<String>,
+    ) -> Result<(), StoreError> {
+        self.check_reachable()?;
         // Check the whole batch before changing anything.
         if let Some(missing) = deletes.iter().find(|id| !self.manifests.contains_key(*id)) {
             return Err(StoreError::new(
@@ -197,7 +219,7 @@ impl ManifestAccess for MemoryStore {
         }
         if puts
             .iter()
-            .any(|p| p.labels.get("type").is_none_or(String::is_empty))
+            .any(|(_, p)| p.labels.get("type").is_none_or(String::is_empty))
         {
             return Err(StoreError::new(
                 StoreErrorKind::Other,
@@ -205,15 +227,13 @@ impl ManifestAccess for MemoryStore {
             ));
         }
         if puts.is_empty() && deletes.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.batches += 1;
         for id in deletes {
             self.manifests.remove(&id);
         }
-        let mut ids = Vec::with_capacity(puts.len());
-        for put in puts {
-            let id = self.next_id();
+        for (id, put) in puts {
             self.manifests.insert(
                 id.clone(),
                 StoredManifest {
@@ -223,9 +243,8 @@ impl ManifestAccess for MemoryStore {
                     data: put.data.to_string(),
                 },
             );
-            ids.push(id);
         }
-        Ok(ids)
+        Ok(())
     }
 }
 

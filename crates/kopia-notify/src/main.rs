@@ -2,9 +2,11 @@
 //! It parses arguments, calls the libraries and prints; errors become one readable line and
 //! exit code 2; after each notification command comes the pending-notifications summary.
 
+mod check_command;
 mod manifest_commands;
 mod notification_commands;
 mod output;
+mod policy_commands;
 mod repository_access;
 mod summary;
 
@@ -56,6 +58,12 @@ enum Command {
     /// so no summary follows it).
     #[command(subcommand)]
     Manifest(manifest_commands::ManifestCommand),
+    /// Check the repository's health once (what Kopia recorded about snapshots and
+    /// maintenance) and write new derived notifications and resolutions in one write.
+    Check(check_command::CheckArgs),
+    /// Our notification policy: what `check` reports and to whom, per Kopia policy target.
+    #[command(subcommand)]
+    Policy(policy_commands::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +82,16 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Manifest(command) => {
             manifest_commands::run(command, &config_file).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            run_check(args, &config_file, cli.as_identity.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Policy(command) => {
+            repository_access::current_identity(cli.as_identity.as_deref(), &config_file)
+                .and_then(|identity| {
+                    policy_commands::run(command, &config_file, &identity, &mut std::io::stdout())
+                })
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Notification(command) => run_notification_command(
             command,
@@ -114,6 +132,23 @@ fn run_notification_command(
         code,
         &mut std::io::stderr(),
     ))
+}
+
+fn run_check(
+    args: check_command::CheckArgs,
+    config_file: &std::path::Path,
+    as_identity: Option<&str>,
+) -> anyhow::Result<()> {
+    let identity = repository_access::current_identity(as_identity, config_file)?;
+    let now = clock()?();
+    check_command::run(
+        args,
+        config_file,
+        identity,
+        now,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    )
 }
 
 fn clock() -> anyhow::Result<impl Fn() -> DateTime<Utc>> {

@@ -62,6 +62,10 @@ pub struct ListArgs {
     /// Only notifications at least this severe: normal, warning or error.
     #[arg(long, value_name = "SEVERITY", default_value = "normal")]
     min_severity: String,
+    /// Only notifications about this snapshot source: `user@host:/path`, or `user@host` for
+    /// all of its paths.
+    #[arg(long, value_name = "SOURCE")]
+    source: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -193,7 +197,10 @@ fn list(
             inert::line(&problem.to_string())
         )?;
     }
-    let items = inbox.list(&session.identity, now, options);
+    let mut items = inbox.list(&session.identity, now, options);
+    if let Some(filter) = &args.source {
+        items.retain(|item| source_matches(item.notification.snapshot_source.as_ref(), filter));
+    }
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&items)?)?;
     } else {
@@ -621,6 +628,7 @@ pub fn render_list<Tz: TimeZone>(inbox: &Inbox, items: &[InboxItem], tz: &Tz) ->
             Status::Pending | Status::OtherRecipient => String::new(),
             Status::Acknowledged => " [acknowledged]".to_string(),
             Status::Expired => " [expired]".to_string(),
+            Status::Resolved => " [resolved]".to_string(),
         };
         text.push_str(&format!(
             "{} {} {}{mark}\n",
@@ -628,6 +636,9 @@ pub fn render_list<Tz: TimeZone>(inbox: &Inbox, items: &[InboxItem], tz: &Tz) ->
             n.severity.shout(),
             inert::line(&n.title)
         ));
+        if let Some(about) = kind_and_source(n) {
+            text.push_str(&format!("  {about}\n"));
+        }
         text.push_str(&format!(
             "  To see the details 'kopia-notify show {}'\n",
             inert::line(inbox.short_id(&n.id))
@@ -637,6 +648,24 @@ pub fn render_list<Tz: TimeZone>(inbox: &Inbox, items: &[InboxItem], tz: &Tz) ->
         }
     }
     text
+}
+
+/// What a notification is about, for notifications that are not custom: `snapshot
+/// alice@laptop:/home`, `maintenance`.
+fn kind_and_source(n: &kopia_notifications::Notification) -> Option<String> {
+    match (&n.snapshot_source, n.source_kind) {
+        (Some(source), kind) => Some(format!("{kind} {source}")),
+        (None, SourceKind::Custom) => None,
+        (None, kind) => Some(kind.to_string()),
+    }
+}
+
+/// Whether `source` is `filter`: a whole `user@host:/path`, or every path of a `user@host`.
+fn source_matches(source: Option<&SnapshotSource>, filter: &str) -> bool {
+    source.is_some_and(|source| {
+        let text = source.to_string();
+        text == filter || (!filter.contains(':') && text.starts_with(&format!("{filter}:")))
+    })
 }
 
 /// `show` as text: headers, the title, message and details, then the acknowledgements.
@@ -668,8 +697,19 @@ pub fn render_show<Tz: TimeZone>(details: &NotificationDetails, tz: &Tz) -> Stri
         (Status::Pending, _) => "pending".to_string(),
         (Status::Expired, _) => "expired".to_string(),
         (Status::OtherRecipient, _) => "addressed to someone else".to_string(),
+        (Status::Resolved, _) => "resolved".to_string(),
     };
     field("Status:", &status);
+    if let Some(resolution) = &item.resolution {
+        field(
+            "Resolved:",
+            &format!(
+                "{}: {}",
+                timestamp(&resolution.resolved_at, tz),
+                resolution.reason
+            ),
+        );
+    }
     if let Some(source) = &n.snapshot_source {
         field("Snapshot:", &source.to_string());
     }
@@ -870,7 +910,7 @@ mod tests {
         assert_eq!(
             out,
             format!(
-                "2022-05-19 ERROR Maintenance failed on SOME_MACHINE\n  To see the details 'kopia-notify show {short}'\n  https://kopia.io/docs/advanced/maintenance/\n"
+                "2022-05-19 ERROR Maintenance failed on SOME_MACHINE\n  maintenance\n  To see the details 'kopia-notify show {short}'\n  https://kopia.io/docs/advanced/maintenance/\n"
             )
         );
 

@@ -246,6 +246,12 @@ fn list_entry(date_severity_title: &str, id: &str, all: &[String], link: Option<
     text
 }
 
+/// `entry` with the line naming its kind and snapshot source after its first line.
+fn with_about(entry: String, about: &str) -> String {
+    let (first, rest) = entry.split_once('\n').expect("an entry has lines");
+    format!("{first}\n  {about}\n{rest}")
+}
+
 #[test]
 fn send_list_show_and_ack_as_the_connection_identity() {
     let Some(repo) = new_repo() else {
@@ -309,11 +315,14 @@ fn send_list_show_and_ack_as_the_connection_identity() {
     let two_pending = notice(
         "There are 2 pending notifications including 1 warning. To read them use kopia-notify list.",
     );
-    let disk_entry = list_entry(
-        "2022-05-19 WARNING Backup disk almost full on nas",
-        &disk,
-        &ids,
-        Some("https://kopia.io/docs/advanced/maintenance/"),
+    let disk_entry = with_about(
+        list_entry(
+            "2022-05-19 WARNING Backup disk almost full on nas",
+            &disk,
+            &ids,
+            Some("https://kopia.io/docs/advanced/maintenance/"),
+        ),
+        "snapshot tester@kopia-harness:/srv/data",
     );
     let upgrade_entry = list_entry("2022-05-19 NORMAL Upgrade available", &upgrade, &ids, None);
     let cli = cli.at(later);
@@ -440,11 +449,14 @@ fn send_list_show_and_ack_as_the_connection_identity() {
     );
 
     // --all marks the acknowledged one; the plain list no longer has it.
-    let disk_acked = list_entry(
-        "2022-05-19 WARNING Backup disk almost full on nas [acknowledged]",
-        &disk,
-        &ids,
-        Some("https://kopia.io/docs/advanced/maintenance/"),
+    let disk_acked = with_about(
+        list_entry(
+            "2022-05-19 WARNING Backup disk almost full on nas [acknowledged]",
+            &disk,
+            &ids,
+            Some("https://kopia.io/docs/advanced/maintenance/"),
+        ),
+        "snapshot tester@kopia-harness:/srv/data",
     );
     cli.run(&["list", "--all"])
         .expect(0, &format!("{disk_acked}{upgrade_entry}"), &one_pending);

@@ -4,7 +4,8 @@
 //! (`kopia.repository`), `crypto` and `compression` (what wraps every payload), `index` and
 //! `pack` (where contents live), `epoch` (which index blobs are live), `content` (reading a
 //! content through the merged index), `manifest` (the manifest store), `client` (Kopia's
-//! connection config and password sources) and `repository` (the public face); `go_json`
+//! connection config and password sources), `repository` (the public face) and `maintenance`
+//! (Kopia's maintenance schedule blob and parameters, read through it); `go_json`
 //! holds the JSON forms of Go's encoder that Kopia's output carries.
 
 pub mod client;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod format;
 pub mod go_json;
 pub mod index;
+pub mod maintenance;
 pub mod manifest;
 pub mod pack;
 pub mod repository;

@@ -277,6 +277,19 @@ impl Repository {
         Ok(ContentWriter::new(self.content_reader(), format, owner))
     }
 
+    /// Kopia's `DeriveKey(purpose, length)` (repo/repository.go): HKDF over the master key (or
+    /// the format key in format-v1 repositories), salted with the repository's `uniqueID`.
+    pub fn derive_key(&self, purpose: &str, length: usize) -> Result<Vec<u8>> {
+        kdf::derive_purpose_key(
+            &self.config.master_key,
+            &self.format_key[..],
+            self.config.enable_password_change,
+            &self.format_blob.unique_id,
+            purpose,
+            length,
+        )
+    }
+
     /// An empty manifest store; call [`ManifestStore::refresh`] to load it.
     pub fn manifest_store(&self) -> ManifestStore {
         ManifestStore::new(self.content_reader())

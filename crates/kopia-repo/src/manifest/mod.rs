@@ -291,8 +291,30 @@ impl ManifestStore {
         puts: &[NewManifest],
         deletes: &[String],
     ) -> Result<Vec<String>> {
+        let keyed: Vec<(String, NewManifest)> =
+            puts.iter().map(|put| (put.id(), put.clone())).collect();
+        self.write_with_ids(writer, &keyed, deletes)
+    }
+
+    /// As [`write`](Self::write), with each put's ID chosen by the caller (32 lowercase hex
+    /// digits, like Kopia's): producers that derive an ID from what a manifest is about, rather
+    /// than from its bytes, write the same entry from any number of machines. A put whose ID
+    /// exists replaces it (the later modification time wins, as in Kopia).
+    pub fn write_with_ids(
+        &mut self,
+        writer: &ContentWriter,
+        puts: &[(String, NewManifest)],
+        deletes: &[String],
+    ) -> Result<Vec<String>> {
+        for (id, _) in puts {
+            if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return Err(Error::InvalidManifest(format!(
+                    "manifest ID {id:?} is not 32 lowercase hex digits"
+                )));
+            }
+        }
         self.refresh()?;
-        for put in puts {
+        for (_, put) in puts {
             if put.labels.get(TYPE_LABEL).is_none_or(String::is_empty) {
                 return Err(Error::InvalidManifest(format!(
                     "manifest without a '{TYPE_LABEL}' label"
@@ -313,8 +335,8 @@ impl ManifestStore {
                 data: RawValue::from_string("null".into()).expect("null is JSON"),
             });
         }
-        let ids: Vec<String> = puts.iter().map(NewManifest::id).collect();
-        for (position, (put, id)) in puts.iter().zip(&ids).enumerate() {
+        let ids: Vec<String> = puts.iter().map(|(id, _)| id.clone()).collect();
+        for (position, ((_, put), id)) in puts.iter().zip(&ids).enumerate() {
             // Distinct times keep a batch in its given order in Kopia's oldest-first listing.
             let put_time = now + chrono::Duration::nanoseconds(position as i64);
             let modified = match self.live.get(id.as_str()) {

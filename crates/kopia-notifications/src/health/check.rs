@@ -1,0 +1,320 @@
+//! One health check over any [`ManifestAccess`]: read what Kopia recorded (snapshots, its
+//! policies, the maintenance parameters) and our policies, run every check, plan the derived
+//! notifications and resolutions, and write them as one batch (unless asked not to).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeZone, Utc};
+use kopia_repo::maintenance::{Params, Schedule, PARAMS_MANIFEST_TYPE};
+use serde::Serialize;
+
+use super::maintenance::MaintenanceState;
+use super::resolution::{plan, CheckPlan, Evidence, RESOLUTION_TYPE};
+use super::schedule::{PolicyTree, POLICY_TYPE as KOPIA_POLICY_TYPE};
+use super::snapshots::{Snapshot, SNAPSHOT_TYPE};
+use super::{label as derived_label, DerivedKind};
+use crate::policy::{NotificationPolicies, POLICY_TYPE};
+use crate::schema::{label, Origin, NOTIFICATION_TYPE};
+use crate::store::{ManifestAccess, StoredManifest};
+use crate::Error;
+
+/// What a check found and did.
+#[derive(Debug, Default)]
+pub struct CheckOutcome {
+    pub plan: CheckPlan,
+    /// Whether the plan was written (false for a dry run or when there was nothing to write).
+    pub written: bool,
+    /// Records that could not be read, one line each; the checks ran without them.
+    pub problems: Vec<String>,
+}
+
+/// The JSON `check --json` prints.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckSummary<'a> {
+    pub written: bool,
+    pub new: Vec<NewSummary<'a>>,
+    pub resolved: Vec<&'a super::resolution::ResolvedNote>,
+    pub unchanged: usize,
+    pub problems: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewSummary<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub subject: &'a str,
+    pub severity: &'a str,
+    pub recipient: String,
+    pub title: &'a str,
+}
+
+impl CheckOutcome {
+    pub fn summary(&self) -> CheckSummary<'_> {
+        CheckSummary {
+            written: self.written,
+            new: self
+                .plan
+                .notifications
+                .iter()
+                .map(|(id, _, finding)| NewSummary {
+                    id,
+                    kind: finding.kind.as_str(),
+                    subject: &finding.subject,
+                    severity: finding.severity.as_str(),
+                    recipient: finding.recipient.describe(),
+                    title: &finding.title,
+                })
+                .collect(),
+            resolved: self
+                .plan
+                .resolutions
+                .iter()
+                .map(|(_, _, note)| note)
+                .collect(),
+            unchanged: self.plan.unchanged,
+            problems: &self.problems,
+        }
+    }
+}
+
+fn of_type(store: &dyn ManifestAccess, kind: &str) -> Result<Vec<StoredManifest>, Error> {
+    Ok(store.find(&BTreeMap::from([(
+        label::TYPE.to_string(),
+        kind.to_string(),
+    )]))?)
+}
+
+/// Runs every check at `now`, times of day and cron read in `zone`. `schedule` is Kopia's
+/// maintenance blob, or why it could not be read (then nothing about maintenance is decided).
+/// With `write` false nothing is written.
+pub fn run_check<Tz: TimeZone>(
+    store: &mut dyn ManifestAccess,
+    schedule: Result<Schedule, String>,
+    origin: &Origin,
+    now: DateTime<Utc>,
+    zone: &Tz,
+    write: bool,
+) -> Result<CheckOutcome, Error> {
+    let mut problems = Vec::new();
+    let snapshots: Vec<Snapshot> = of_type(store, SNAPSHOT_TYPE)?
+        .iter()
+        .filter_map(|m| {
+            Snapshot::from_manifest(m)
+                .map_err(|e| problems.push(e.to_string()))
+                .ok()
+        })
+        .collect();
+    let (scheduling, bad_policies) =
+        PolicyTree::from_manifests(&of_type(store, KOPIA_POLICY_TYPE)?);
+    problems.extend(
+        bad_policies
+            .into_iter()
+            .map(|(id, why)| format!("Kopia policy {id}: {why}")),
+    );
+    let (policies, bad) = NotificationPolicies::from_manifests(&of_type(store, POLICY_TYPE)?);
+    problems.extend(bad.iter().map(ToString::to_string));
+
+    let mut checked: BTreeSet<DerivedKind> = [
+        DerivedKind::SnapshotErrors,
+        DerivedKind::SnapshotIgnoredErrors,
+        DerivedKind::SnapshotInterrupted,
+        DerivedKind::SnapshotOverdue,
+    ]
+    .into();
+    let mut findings = super::snapshots::check(&snapshots, &policies, now);
+    findings.extend(super::overdue::check(
+        &snapshots,
+        &scheduling,
+        &policies,
+        now,
+        zone,
+    ));
+
+    let maintenance = match schedule {
+        Ok(schedule) => {
+            let params = of_type(store, PARAMS_MANIFEST_TYPE)?
+                .into_iter()
+                .max_by_key(|m| m.modified)
+                .and_then(|m| match Params::parse(&m.id, &m.data) {
+                    Ok(params) => Some((m.id, params)),
+                    Err(e) => {
+                        problems.push(e.to_string());
+                        None
+                    }
+                });
+            Some(MaintenanceState { params, schedule })
+        }
+        Err(why) => {
+            problems.push(why);
+            None
+        }
+    };
+    if let Some(state) = &maintenance {
+        checked.extend([
+            DerivedKind::MaintenanceFailed,
+            DerivedKind::MaintenanceUnowned,
+            DerivedKind::MaintenanceOverdue,
+        ]);
+        findings.extend(super::maintenance::check(state, &policies, now));
+    }
+
+    let derived: Vec<StoredManifest> = of_type(store, NOTIFICATION_TYPE)?
+        .into_iter()
+        .filter(|m| m.labels.contains_key(derived_label::DERIVED))
+        .collect();
+    let resolutions = of_type(store, RESOLUTION_TYPE)?;
+    let evidence = Evidence {
+        snapshots: &snapshots,
+        maintenance: maintenance.as_ref(),
+    };
+    let plan = plan(
+        &findings,
+        &derived,
+        &resolutions,
+        &checked,
+        &evidence,
+        origin,
+        now,
+    )?;
+    let written = write && !plan.is_empty();
+    if written {
+        store.write_with_ids(plan.puts(), Vec::new())?;
+        tracing::info!(
+            new = plan.notifications.len(),
+            resolved = plan.resolutions.len(),
+            "health check written"
+        );
+    }
+    Ok(CheckOutcome {
+        plan,
+        written,
+        problems,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::snapshots::tests::manifest;
+    use crate::service::Notifications;
+    use crate::store::MemoryStore;
+    use crate::test_fixtures::{alice, t0};
+    use crate::{ListOptions, Status};
+    use chrono::{Duration, FixedOffset};
+
+    fn origin() -> Origin {
+        Origin {
+            user: alice(),
+            command: Some("kopia-notify check".into()),
+        }
+    }
+
+    fn insert(store: &mut MemoryStore, m: StoredManifest) {
+        let labels: Vec<(&str, &str)> = m
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        store.insert_raw(&m.id, &labels, &m.data);
+    }
+
+    #[test]
+    fn one_write_then_nothing_then_resolution() {
+        let mut store = MemoryStore::new();
+        insert(
+            &mut store,
+            manifest("s1", "/home", t0() - Duration::hours(1), None, 2, 0),
+        );
+        let zone = FixedOffset::east_opt(0).unwrap();
+        let first = run_check(
+            &mut store,
+            Ok(Schedule::default()),
+            &origin(),
+            t0(),
+            &zone,
+            true,
+        )
+        .unwrap();
+        // The snapshot error, and the unowned maintenance (no parameters manifest).
+        let kinds: Vec<&str> = first
+            .plan
+            .notifications
+            .iter()
+            .map(|(_, _, f)| f.kind.as_str())
+            .collect();
+        assert_eq!(kinds, ["snapshot-errors", "maintenance-unowned"]);
+        assert!(first.written);
+        assert_eq!(store.batches_written(), 1);
+
+        // A dry run and a second check write nothing more.
+        let dry = run_check(
+            &mut store,
+            Ok(Schedule::default()),
+            &origin(),
+            t0(),
+            &zone,
+            false,
+        )
+        .unwrap();
+        assert!(dry.plan.is_empty() && !dry.written);
+        assert_eq!(store.batches_written(), 1);
+
+        let alice_items = |store: &mut MemoryStore| {
+            Notifications::new(store)
+                .list(&alice(), t0(), ListOptions::default())
+                .unwrap()
+                .items
+        };
+        assert_eq!(alice_items(&mut store).len(), 2);
+
+        // A newer clean snapshot; the maintenance blob unreadable this time: only the snapshot
+        // notification resolves.
+        insert(
+            &mut store,
+            manifest("s2", "/home", t0() - Duration::minutes(10), None, 0, 0),
+        );
+        let later = t0() + Duration::minutes(1);
+        let outcome = run_check(
+            &mut store,
+            Err("kopia.maintenance: unreadable".into()),
+            &origin(),
+            later,
+            &zone,
+            true,
+        )
+        .unwrap();
+        assert_eq!(outcome.plan.resolutions.len(), 1);
+        assert_eq!(outcome.problems, ["kopia.maintenance: unreadable"]);
+        let pending = alice_items(&mut store);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(
+            pending[0].notification.title,
+            "Repository maintenance never runs: it has no owner"
+        );
+        let all = Notifications::new(&mut store)
+            .list(
+                &alice(),
+                later,
+                ListOptions {
+                    all: true,
+                    ..ListOptions::default()
+                },
+            )
+            .unwrap()
+            .items;
+        let resolved: Vec<_> = all
+            .iter()
+            .filter(|i| i.status == Status::Resolved)
+            .collect();
+        assert_eq!(resolved.len(), 1);
+        let resolution = resolved[0].resolution.as_ref().unwrap();
+        assert_eq!(resolution.resolved_at, later);
+        assert!(
+            resolution.reason.contains("snapshot s2"),
+            "{}",
+            resolution.reason
+        );
+    }
+}
