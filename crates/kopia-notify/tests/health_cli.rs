@@ -254,8 +254,23 @@ fn failed_and_canceled_snapshots_notify_once_and_resolve() {
     assert_eq!(snapshots[0]["rootEntry"]["summ"]["numFailed"], 1);
     let failed_id = snapshots[0]["id"].as_str().unwrap().to_owned();
 
-    // Two checks at once write the derived notification exactly once.
+    // A read-only connection (Kopia's `connect --readonly`) finds it and writes nothing.
     let now = Utc::now();
+    let config = repo.config_file();
+    let original = fs::read_to_string(&config).unwrap();
+    let mut read_only: Value = serde_json::from_str(&original).unwrap();
+    read_only["readonly"] = true.into();
+    fs::write(&config, read_only.to_string()).unwrap();
+    let out = notify(&repo, now, &["check"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.ends_with("1 new, 0 resolved, 0 unchanged; read-only connection: nothing written.\n"),
+        "{text}"
+    );
+    assert!(repo.manifests("type:notification").is_empty());
+    fs::write(&config, original).unwrap();
+
+    // Two checks at once write the derived notification exactly once.
     let [a, b] = [0, 1].map(|_| {
         repo.notify_command(now)
             .args(["check", "--json"])

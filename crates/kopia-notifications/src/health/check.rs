@@ -316,5 +316,13 @@ mod tests {
             "{}",
             resolution.reason
         );
+
+        // Once the notification expires, gc takes its resolution with it.
+        let gc = Notifications::new(&mut store)
+            .gc(later + Duration::days(31))
+            .unwrap();
+        assert_eq!(gc.notifications.len(), 2);
+        assert_eq!(gc.resolutions.len(), 1);
+        assert!(of_type(&store, RESOLUTION_TYPE).unwrap().is_empty());
     }
 }
