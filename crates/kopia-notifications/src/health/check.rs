@@ -194,6 +194,47 @@ pub fn run_check<Tz: TimeZone>(
     })
 }
 
+/// Records a verification: a corruption notification when something is damaged, and the
+/// resolution of earlier ones when nothing (or something else) is. With `write` false nothing
+/// is written.
+pub fn run_verify(
+    store: &mut dyn ManifestAccess,
+    report: &kopia_repo::verify::VerifyReport,
+    origin: &Origin,
+    now: DateTime<Utc>,
+    write: bool,
+) -> Result<CheckOutcome, Error> {
+    let (policies, bad) = NotificationPolicies::from_manifests(&of_type(store, POLICY_TYPE)?);
+    let findings = super::corruption::check(report, &policies);
+    let derived: Vec<StoredManifest> = of_type(store, NOTIFICATION_TYPE)?
+        .into_iter()
+        .filter(|m| m.labels.contains_key(derived_label::DERIVED))
+        .collect();
+    let resolutions = of_type(store, RESOLUTION_TYPE)?;
+    let evidence = Evidence {
+        snapshots: &[],
+        maintenance: None,
+    };
+    let plan = plan(
+        &findings,
+        &derived,
+        &resolutions,
+        &[DerivedKind::Corruption].into(),
+        &evidence,
+        origin,
+        now,
+    )?;
+    let written = write && !plan.is_empty();
+    if written {
+        store.write_with_ids(plan.puts(), Vec::new())?;
+    }
+    Ok(CheckOutcome {
+        plan,
+        written,
+        problems: bad.iter().map(ToString::to_string).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

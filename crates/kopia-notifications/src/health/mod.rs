@@ -6,6 +6,7 @@
 //! [`resolution`] decides which earlier findings are gone and records why.
 
 pub mod check;
+pub mod corruption;
 pub mod cron;
 pub mod maintenance;
 pub mod overdue;
@@ -51,9 +52,11 @@ pub enum DerivedKind {
     MaintenanceUnowned,
     /// A maintenance cycle has not succeeded for twice its interval.
     MaintenanceOverdue,
+    /// `kopia-notify verify` found damaged contents.
+    Corruption,
 }
 
-const KINDS: [(DerivedKind, &str); 7] = [
+const KINDS: [(DerivedKind, &str); 8] = [
     (DerivedKind::SnapshotErrors, "snapshot-errors"),
     (
         DerivedKind::SnapshotIgnoredErrors,
@@ -64,6 +67,7 @@ const KINDS: [(DerivedKind, &str); 7] = [
     (DerivedKind::MaintenanceFailed, "maintenance-failed"),
     (DerivedKind::MaintenanceUnowned, "maintenance-unowned"),
     (DerivedKind::MaintenanceOverdue, "maintenance-overdue"),
+    (DerivedKind::Corruption, "corruption"),
 ];
 
 impl DerivedKind {
@@ -84,6 +88,7 @@ impl DerivedKind {
             DerivedKind::MaintenanceFailed
             | DerivedKind::MaintenanceUnowned
             | DerivedKind::MaintenanceOverdue => SourceKind::Maintenance,
+            DerivedKind::Corruption => SourceKind::Corruption,
         }
     }
 }

@@ -194,6 +194,7 @@ impl Evidence<'_> {
                 _ => "the maintenance parameters changed".to_string(),
             },
             MaintenanceOverdue => format!("the {subject} succeeded again or is no longer due"),
+            Corruption => "a later verification found no damaged contents".to_string(),
         }
     }
 }
