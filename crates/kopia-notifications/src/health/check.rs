@@ -12,6 +12,7 @@ use super::maintenance::MaintenanceState;
 use super::resolution::{plan, CheckPlan, Evidence, RESOLUTION_TYPE};
 use super::schedule::{PolicyTree, POLICY_TYPE as KOPIA_POLICY_TYPE};
 use super::snapshots::{Snapshot, SNAPSHOT_TYPE};
+use super::upgrade::Versions;
 use super::{label as derived_label, DerivedKind};
 use crate::policy::{NotificationPolicies, POLICY_TYPE};
 use crate::schema::{label, Origin, NOTIFICATION_TYPE};
@@ -86,12 +87,18 @@ fn of_type(store: &dyn ManifestAccess, kind: &str) -> Result<Vec<StoredManifest>
     )]))?)
 }
 
-/// Runs every check at `now`, times of day and cron read in `zone`. `schedule` is Kopia's
-/// maintenance blob, or why it could not be read (then nothing about maintenance is decided).
-/// With `write` false nothing is written.
+/// What a check reads besides the manifests: Kopia's maintenance blob and this machine's Kopia
+/// versions, or why each could not be read (then nothing of that kind is decided).
+pub struct Recorded {
+    pub schedule: Result<Schedule, String>,
+    pub versions: Result<Versions, String>,
+}
+
+/// Runs every check at `now` as `origin.user`, times of day and cron read in `zone`. With
+/// `write` false nothing is written.
 pub fn run_check<Tz: TimeZone>(
     store: &mut dyn ManifestAccess,
-    schedule: Result<Schedule, String>,
+    recorded: Recorded,
     origin: &Origin,
     now: DateTime<Utc>,
     zone: &Tz,
@@ -132,7 +139,14 @@ pub fn run_check<Tz: TimeZone>(
         zone,
     ));
 
-    let maintenance = match schedule {
+    match recorded.versions {
+        Ok(versions) => {
+            checked.insert(DerivedKind::UpgradeAvailable);
+            findings.extend(super::upgrade::check(&versions, &origin.user, &policies));
+        }
+        Err(why) => tracing::debug!(%why, "upgrade not checked"),
+    }
+    let maintenance = match recorded.schedule {
         Ok(schedule) => {
             let params = of_type(store, PARAMS_MANIFEST_TYPE)?
                 .into_iter()
@@ -245,6 +259,13 @@ mod tests {
     use crate::{ListOptions, Status};
     use chrono::{Duration, FixedOffset};
 
+    fn recorded(schedule: Result<Schedule, String>) -> Recorded {
+        Recorded {
+            schedule,
+            versions: Err("not installed".into()),
+        }
+    }
+
     fn origin() -> Origin {
         Origin {
             user: alice(),
@@ -271,7 +292,7 @@ mod tests {
         let zone = FixedOffset::east_opt(0).unwrap();
         let first = run_check(
             &mut store,
-            Ok(Schedule::default()),
+            recorded(Ok(Schedule::default())),
             &origin(),
             t0(),
             &zone,
@@ -292,7 +313,7 @@ mod tests {
         // A dry run and a second check write nothing more.
         let dry = run_check(
             &mut store,
-            Ok(Schedule::default()),
+            recorded(Ok(Schedule::default())),
             &origin(),
             t0(),
             &zone,
@@ -319,7 +340,7 @@ mod tests {
         let later = t0() + Duration::minutes(1);
         let outcome = run_check(
             &mut store,
-            Err("kopia.maintenance: unreadable".into()),
+            recorded(Err("kopia.maintenance: unreadable".into())),
             &origin(),
             later,
             &zone,

@@ -13,6 +13,7 @@ pub mod overdue;
 pub mod resolution;
 pub mod schedule;
 pub mod snapshots;
+pub mod upgrade;
 
 use std::fmt;
 use std::str::FromStr;
@@ -54,9 +55,11 @@ pub enum DerivedKind {
     MaintenanceOverdue,
     /// `kopia-notify verify` found damaged contents.
     Corruption,
+    /// Kopia found a newer release than the one installed here.
+    UpgradeAvailable,
 }
 
-const KINDS: [(DerivedKind, &str); 8] = [
+const KINDS: [(DerivedKind, &str); 9] = [
     (DerivedKind::SnapshotErrors, "snapshot-errors"),
     (
         DerivedKind::SnapshotIgnoredErrors,
@@ -68,6 +71,7 @@ const KINDS: [(DerivedKind, &str); 8] = [
     (DerivedKind::MaintenanceUnowned, "maintenance-unowned"),
     (DerivedKind::MaintenanceOverdue, "maintenance-overdue"),
     (DerivedKind::Corruption, "corruption"),
+    (DerivedKind::UpgradeAvailable, "upgrade-available"),
 ];
 
 impl DerivedKind {
@@ -89,6 +93,7 @@ impl DerivedKind {
             | DerivedKind::MaintenanceUnowned
             | DerivedKind::MaintenanceOverdue => SourceKind::Maintenance,
             DerivedKind::Corruption => SourceKind::Corruption,
+            DerivedKind::UpgradeAvailable => SourceKind::Upgrade,
         }
     }
 }

@@ -195,6 +195,7 @@ impl Evidence<'_> {
             },
             MaintenanceOverdue => format!("the {subject} succeeded again or is no longer due"),
             Corruption => "a later verification found no damaged contents".to_string(),
+            UpgradeAvailable => format!("Kopia {trigger} or later is installed"),
         }
     }
 }
