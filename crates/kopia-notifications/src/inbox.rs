@@ -113,6 +113,9 @@ pub struct GcPlan {
     /// Acknowledgements whose notification is gone or expired, and duplicates (a user
     /// acknowledging the same notification twice, e.g. from two machines; the earliest stays).
     pub acknowledgements: Vec<String>,
+    /// Resolutions whose notification is gone or expired.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resolutions: Vec<String>,
 }
 
 impl GcPlan {
@@ -120,12 +123,15 @@ impl GcPlan {
         self.notifications
             .iter()
             .chain(&self.acknowledgements)
+            .chain(&self.resolutions)
             .cloned()
             .collect()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.notifications.is_empty() && self.acknowledgements.is_empty()
+        self.notifications.is_empty()
+            && self.acknowledgements.is_empty()
+            && self.resolutions.is_empty()
     }
 }
 
@@ -155,6 +161,8 @@ pub struct Inbox {
     problems: Vec<Error>,
     /// By notification ID (the earliest resolution of each).
     resolutions: BTreeMap<String, Resolution>,
+    /// Every resolution manifest: (its ID, the notification ID), for `gc`.
+    resolution_manifests: Vec<(String, String)>,
 }
 
 impl Inbox {
@@ -209,6 +217,8 @@ impl Inbox {
         for manifest in manifests {
             match Resolution::from_manifest(manifest) {
                 Ok(resolution) => {
+                    self.resolution_manifests
+                        .push((resolution.id.clone(), resolution.notification_id.clone()));
                     let earliest = self
                         .resolutions
                         .entry(resolution.notification_id.clone())
@@ -481,9 +491,16 @@ impl Inbox {
                 acknowledgements.push(ack.id.clone());
             }
         }
+        let resolutions = self
+            .resolution_manifests
+            .iter()
+            .filter(|(_, id)| !self.notification_ids.contains(id) || expired.contains(id.as_str()))
+            .map(|(resolution, _)| resolution.clone())
+            .collect();
         GcPlan {
             notifications: expired.into_iter().map(str::to_string).collect(),
             acknowledgements,
+            resolutions,
         }
     }
 }

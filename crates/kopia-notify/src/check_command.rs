@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Args;
-use kopia_notifications::health::check::{run_check, CheckOutcome};
+use kopia_notifications::health::check::{run_check, CheckOutcome, Recorded};
+use kopia_notifications::health::upgrade::Versions;
 use kopia_notifications::kopia_store::KopiaManifests;
 use kopia_notifications::{Identity, Origin};
 
@@ -31,8 +32,11 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Result<()> {
     let (mut manifests, client) = KopiaManifests::open_client_config(config_file)?;
-    let schedule = kopia_repo::maintenance::read_schedule(manifests.repository())
-        .map_err(|e| format!("maintenance not checked: {e}"));
+    let recorded = Recorded {
+        schedule: kopia_repo::maintenance::read_schedule(manifests.repository())
+            .map_err(|e| format!("maintenance not checked: {e}")),
+        versions: kopia_versions(config_file),
+    };
     let write = !args.dry_run && !client.readonly;
     let origin = Origin {
         user: identity,
@@ -41,7 +45,7 @@ pub fn run(
     // Times of day and cron entries are the scheduling machine's wall clock: this one's.
     let outcome = run_check(
         &mut manifests,
-        schedule,
+        recorded,
         &origin,
         now,
         &chrono::Local,
@@ -56,6 +60,34 @@ pub fn run(
         out.write_all(render(&outcome, args.dry_run, client.readonly).as_bytes())?;
     }
     Ok(())
+}
+
+/// The installed Kopia (`kopia --version` from `KOPIA_BIN` or `PATH`) and the newest release
+/// Kopia's own update check saw (`<config-file>.update-info.json`, `availableVersion`).
+fn kopia_versions(config_file: &Path) -> Result<Versions, String> {
+    let info_file = format!("{}.update-info.json", config_file.display());
+    let info = std::fs::read_to_string(&info_file).map_err(|e| format!("{info_file}: {e}"))?;
+    let info: serde_json::Value =
+        serde_json::from_str(&info).map_err(|e| format!("{info_file}: {e}"))?;
+    let available = info["availableVersion"]
+        .as_str()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| format!("{info_file} names no availableVersion"))?
+        .to_string();
+    let binary = std::env::var_os("KOPIA_BIN").unwrap_or_else(|| "kopia".into());
+    let output = std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{}: {e}", binary.to_string_lossy()))?;
+    let installed = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .ok_or("kopia --version printed nothing")?
+        .to_string();
+    Ok(Versions {
+        installed,
+        available,
+    })
 }
 
 fn short(id: &str) -> &str {

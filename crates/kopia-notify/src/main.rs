@@ -9,6 +9,7 @@ mod output;
 mod policy_commands;
 mod repository_access;
 mod summary;
+mod verify_command;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +65,9 @@ enum Command {
     /// Our notification policy: what `check` reports and to whom, per Kopia policy target.
     #[command(subcommand)]
     Policy(policy_commands::PolicyCommand),
+    /// Verify the repository's contents (like `kopia content verify`); damage becomes an error
+    /// notification to everyone.
+    Verify(verify_command::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,19 @@ fn main() -> ExitCode {
         }
         Command::Check(args) => {
             run_check(args, &config_file, cli.as_identity.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Verify(args) => {
+            repository_access::current_identity(cli.as_identity.as_deref(), &config_file)
+                .and_then(|identity| {
+                    verify_command::run(
+                        args,
+                        &config_file,
+                        identity,
+                        clock()?(),
+                        &mut std::io::stdout(),
+                    )
+                })
+                .map(ExitCode::from)
         }
         Command::Policy(command) => {
             repository_access::current_identity(cli.as_identity.as_deref(), &config_file)

@@ -768,8 +768,12 @@ pub fn render_ack(outcome: &AckOutcome, all: bool) -> String {
 
 /// `gc` as text.
 pub fn render_gc(plan: &GcPlan) -> String {
+    let resolutions = match plan.resolutions.len() {
+        0 => String::new(),
+        n => format!(" (and {})", count(n, "resolution")),
+    };
     format!(
-        "Deleted {} and {}.\n",
+        "Deleted {} and {}{resolutions}.\n",
         count(plan.notifications.len(), "expired notification"),
         count(plan.acknowledgements.len(), "acknowledgement")
     )

@@ -254,8 +254,23 @@ fn failed_and_canceled_snapshots_notify_once_and_resolve() {
     assert_eq!(snapshots[0]["rootEntry"]["summ"]["numFailed"], 1);
     let failed_id = snapshots[0]["id"].as_str().unwrap().to_owned();
 
-    // Two checks at once write the derived notification exactly once.
+    // A read-only connection (Kopia's `connect --readonly`) finds it and writes nothing.
     let now = Utc::now();
+    let config = repo.config_file();
+    let original = fs::read_to_string(&config).unwrap();
+    let mut read_only: Value = serde_json::from_str(&original).unwrap();
+    read_only["readonly"] = true.into();
+    fs::write(&config, read_only.to_string()).unwrap();
+    let out = notify(&repo, now, &["check"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.ends_with("1 new, 0 resolved, 0 unchanged; read-only connection: nothing written.\n"),
+        "{text}"
+    );
+    assert!(repo.manifests("type:notification").is_empty());
+    fs::write(&config, original).unwrap();
+
+    // Two checks at once write the derived notification exactly once.
     let [a, b] = [0, 1].map(|_| {
         repo.notify_command(now)
             .args(["check", "--json"])
@@ -578,4 +593,135 @@ fn our_policy_in_the_repository_steers_the_checks() {
     let out = notify(&repo, now, &["policy", "set", "global"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to set"));
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn verify_names_damaged_packs_and_resolves_once_repaired() {
+    let Some(kopia) = require_kopia() else {
+        return;
+    };
+    let repo = kopia_fixtures::KopiaRepo::create(&kopia, &kopia_fixtures::CreateOptions::default());
+    let tree = repo.make_tree(2, 4);
+    repo.snapshot(&tree);
+    let verify = |now: DateTime<Utc>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kopia-notify"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("KOPIA_") {
+                cmd.env_remove(name);
+            }
+        }
+        let out = cmd
+            .env("KOPIA_PASSWORD", PASSWORD)
+            .env("KOPIA_NOTIFY_NOW", now.to_rfc3339())
+            .arg(format!("--config-file={}", repo.config_file().display()))
+            .args(["verify", "--percent=100", "--json"])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let now = Utc::now();
+    let (code, report) = verify(now);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(report["contents"].as_u64().unwrap() > 8);
+    assert_eq!(report["downloaded"], report["contents"]);
+    assert_eq!(report["damaged"].as_array().unwrap().len(), 0);
+
+    // One flipped byte in a data pack: Kopia's own verification fails too.
+    let pack = files_under(&repo.repo_dir().join("p"))
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .expect("a data pack");
+    let original = fs::read(&pack).unwrap();
+    let mut damaged = original.clone();
+    damaged[original.len() / 3] ^= 0x40;
+    fs::write(&pack, &damaged).unwrap();
+    assert!(!repo.run(&["content", "verify", "--full"]).status.success());
+    let (code, report) = verify(now);
+    assert_eq!(code, Some(1));
+    let listed = report["damaged"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{report}");
+    let pack_id = listed[0]["packBlobId"].as_str().unwrap().to_owned();
+    // Stored as p/<3 characters>/<the rest>.f.
+    assert_eq!(
+        pack.file_name().unwrap().to_str().unwrap(),
+        format!("{}.f", &pack_id[4..])
+    );
+    assert_eq!(report["notification"]["new"][0]["kind"], "corruption");
+    let found = repo.manifest_list_json(&["derived:corruption"]);
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(found[0]["labels"]["recipient"], "*");
+    // The same damage again: the same notification.
+    let (_, report) = verify(now);
+    assert_eq!(report["notification"]["unchanged"], 1);
+
+    fs::write(&pack, &original).unwrap();
+    let (code, report) = verify(now + Duration::minutes(1));
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        report["notification"]["resolved"][0]["reason"],
+        "a later verification found no damaged contents"
+    );
+}
+
+#[test]
+fn a_newer_kopia_release_notifies_this_machines_user_until_installed() {
+    let Some(kopia) = require_kopia() else {
+        return;
+    };
+    let repo = kopia_fixtures::KopiaRepo::create(&kopia, &kopia_fixtures::CreateOptions::default());
+    // What Kopia's update check leaves beside its config file.
+    let info = PathBuf::from(format!("{}.update-info.json", repo.config_file().display()));
+    fs::write(
+        &info,
+        r#"{"nextCheckTimestamp":"2026-12-08T00:00:00Z","nextNotifyTimestamp":"2026-12-08T00:00:00Z","availableVersion":"v0.99.0"}"#,
+    )
+    .unwrap();
+    let check = |kopia_bin: &Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kopia-notify"));
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("KOPIA_") {
+                cmd.env_remove(name);
+            }
+        }
+        let out = cmd
+            .env("KOPIA_PASSWORD", PASSWORD)
+            .env("KOPIA_BIN", kopia_bin)
+            .arg(format!("--config-file={}", repo.config_file().display()))
+            .args(["check", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let report = check(kopia.path());
+    assert_eq!(kinds(&report, "new"), ["upgrade-available"], "{report}");
+    assert_eq!(report["new"][0]["recipient"], "tester@kopia-harness");
+    assert_eq!(report["new"][0]["title"], "Kopia v0.99.0 is available");
+
+    // Once that version is installed, the notification resolves.
+    let dir = tempfile::tempdir().unwrap();
+    let newer = dir.path().join("kopia");
+    fs::write(&newer, "#!/bin/sh\necho 'v0.99.0 build: test'\n").unwrap();
+    fs::set_permissions(&newer, fs::Permissions::from_mode(0o755)).unwrap();
+    let report = check(&newer);
+    assert_eq!(
+        report["resolved"][0]["reason"],
+        "Kopia v0.99.0 or later is installed"
+    );
 }

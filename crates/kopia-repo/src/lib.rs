@@ -4,8 +4,9 @@
 //! (`kopia.repository`), `crypto` and `compression` (what wraps every payload), `index` and
 //! `pack` (where contents live), `epoch` (which index blobs are live), `content` (reading a
 //! content through the merged index), `manifest` (the manifest store), `client` (Kopia's
-//! connection config and password sources), `repository` (the public face) and `maintenance`
-//! (Kopia's maintenance schedule blob and parameters, read through it); `go_json`
+//! connection config and password sources), `repository` (the public face), `maintenance`
+//! (Kopia's maintenance schedule blob and parameters, read through it) and `verify` (contents
+//! checked as `kopia content verify` does); `go_json`
 //! holds the JSON forms of Go's encoder that Kopia's output carries.
 
 pub mod client;
@@ -22,5 +23,6 @@ pub mod manifest;
 pub mod pack;
 pub mod repository;
 pub mod storage;
+pub mod verify;
 
 pub use error::{DecodeError, Error, Result};

@@ -12,6 +12,7 @@ use super::maintenance::MaintenanceState;
 use super::resolution::{plan, CheckPlan, Evidence, RESOLUTION_TYPE};
 use super::schedule::{PolicyTree, POLICY_TYPE as KOPIA_POLICY_TYPE};
 use super::snapshots::{Snapshot, SNAPSHOT_TYPE};
+use super::upgrade::Versions;
 use super::{label as derived_label, DerivedKind};
 use crate::policy::{NotificationPolicies, POLICY_TYPE};
 use crate::schema::{label, Origin, NOTIFICATION_TYPE};
@@ -86,12 +87,18 @@ fn of_type(store: &dyn ManifestAccess, kind: &str) -> Result<Vec<StoredManifest>
     )]))?)
 }
 
-/// Runs every check at `now`, times of day and cron read in `zone`. `schedule` is Kopia's
-/// maintenance blob, or why it could not be read (then nothing about maintenance is decided).
-/// With `write` false nothing is written.
+/// What a check reads besides the manifests: Kopia's maintenance blob and this machine's Kopia
+/// versions, or why each could not be read (then nothing of that kind is decided).
+pub struct Recorded {
+    pub schedule: Result<Schedule, String>,
+    pub versions: Result<Versions, String>,
+}
+
+/// Runs every check at `now` as `origin.user`, times of day and cron read in `zone`. With
+/// `write` false nothing is written.
 pub fn run_check<Tz: TimeZone>(
     store: &mut dyn ManifestAccess,
-    schedule: Result<Schedule, String>,
+    recorded: Recorded,
     origin: &Origin,
     now: DateTime<Utc>,
     zone: &Tz,
@@ -132,7 +139,14 @@ pub fn run_check<Tz: TimeZone>(
         zone,
     ));
 
-    let maintenance = match schedule {
+    match recorded.versions {
+        Ok(versions) => {
+            checked.insert(DerivedKind::UpgradeAvailable);
+            findings.extend(super::upgrade::check(&versions, &origin.user, &policies));
+        }
+        Err(why) => tracing::debug!(%why, "upgrade not checked"),
+    }
+    let maintenance = match recorded.schedule {
         Ok(schedule) => {
             let params = of_type(store, PARAMS_MANIFEST_TYPE)?
                 .into_iter()
@@ -194,6 +208,47 @@ pub fn run_check<Tz: TimeZone>(
     })
 }
 
+/// Records a verification: a corruption notification when something is damaged, and the
+/// resolution of earlier ones when nothing (or something else) is. With `write` false nothing
+/// is written.
+pub fn run_verify(
+    store: &mut dyn ManifestAccess,
+    report: &kopia_repo::verify::VerifyReport,
+    origin: &Origin,
+    now: DateTime<Utc>,
+    write: bool,
+) -> Result<CheckOutcome, Error> {
+    let (policies, bad) = NotificationPolicies::from_manifests(&of_type(store, POLICY_TYPE)?);
+    let findings = super::corruption::check(report, &policies);
+    let derived: Vec<StoredManifest> = of_type(store, NOTIFICATION_TYPE)?
+        .into_iter()
+        .filter(|m| m.labels.contains_key(derived_label::DERIVED))
+        .collect();
+    let resolutions = of_type(store, RESOLUTION_TYPE)?;
+    let evidence = Evidence {
+        snapshots: &[],
+        maintenance: None,
+    };
+    let plan = plan(
+        &findings,
+        &derived,
+        &resolutions,
+        &[DerivedKind::Corruption].into(),
+        &evidence,
+        origin,
+        now,
+    )?;
+    let written = write && !plan.is_empty();
+    if written {
+        store.write_with_ids(plan.puts(), Vec::new())?;
+    }
+    Ok(CheckOutcome {
+        plan,
+        written,
+        problems: bad.iter().map(ToString::to_string).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +258,13 @@ mod tests {
     use crate::test_fixtures::{alice, t0};
     use crate::{ListOptions, Status};
     use chrono::{Duration, FixedOffset};
+
+    fn recorded(schedule: Result<Schedule, String>) -> Recorded {
+        Recorded {
+            schedule,
+            versions: Err("not installed".into()),
+        }
+    }
 
     fn origin() -> Origin {
         Origin {
@@ -230,7 +292,7 @@ mod tests {
         let zone = FixedOffset::east_opt(0).unwrap();
         let first = run_check(
             &mut store,
-            Ok(Schedule::default()),
+            recorded(Ok(Schedule::default())),
             &origin(),
             t0(),
             &zone,
@@ -251,7 +313,7 @@ mod tests {
         // A dry run and a second check write nothing more.
         let dry = run_check(
             &mut store,
-            Ok(Schedule::default()),
+            recorded(Ok(Schedule::default())),
             &origin(),
             t0(),
             &zone,
@@ -278,7 +340,7 @@ mod tests {
         let later = t0() + Duration::minutes(1);
         let outcome = run_check(
             &mut store,
-            Err("kopia.maintenance: unreadable".into()),
+            recorded(Err("kopia.maintenance: unreadable".into())),
             &origin(),
             later,
             &zone,
@@ -316,5 +378,13 @@ mod tests {
             "{}",
             resolution.reason
         );
+
+        // Once the notification expires, gc takes its resolution with it.
+        let gc = Notifications::new(&mut store)
+            .gc(later + Duration::days(31))
+            .unwrap();
+        assert_eq!(gc.notifications.len(), 2);
+        assert_eq!(gc.resolutions.len(), 1);
+        assert!(of_type(&store, RESOLUTION_TYPE).unwrap().is_empty());
     }
 }

@@ -6,12 +6,14 @@
 //! [`resolution`] decides which earlier findings are gone and records why.
 
 pub mod check;
+pub mod corruption;
 pub mod cron;
 pub mod maintenance;
 pub mod overdue;
 pub mod resolution;
 pub mod schedule;
 pub mod snapshots;
+pub mod upgrade;
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,7 +22,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::identity::{Identity, Recipient};
 use crate::policy::NotifyWho;
-use crate::schema::{Draft, Origin, Severity, SnapshotSource, SourceKind};
+use crate::schema::{limits, Draft, Origin, Severity, SnapshotSource, SourceKind};
 use crate::store::NewManifest;
 use crate::Error;
 
@@ -51,9 +53,13 @@ pub enum DerivedKind {
     MaintenanceUnowned,
     /// A maintenance cycle has not succeeded for twice its interval.
     MaintenanceOverdue,
+    /// `kopia-notify verify` found damaged contents.
+    Corruption,
+    /// Kopia found a newer release than the one installed here.
+    UpgradeAvailable,
 }
 
-const KINDS: [(DerivedKind, &str); 7] = [
+const KINDS: [(DerivedKind, &str); 9] = [
     (DerivedKind::SnapshotErrors, "snapshot-errors"),
     (
         DerivedKind::SnapshotIgnoredErrors,
@@ -64,6 +70,8 @@ const KINDS: [(DerivedKind, &str); 7] = [
     (DerivedKind::MaintenanceFailed, "maintenance-failed"),
     (DerivedKind::MaintenanceUnowned, "maintenance-unowned"),
     (DerivedKind::MaintenanceOverdue, "maintenance-overdue"),
+    (DerivedKind::Corruption, "corruption"),
+    (DerivedKind::UpgradeAvailable, "upgrade-available"),
 ];
 
 impl DerivedKind {
@@ -84,6 +92,8 @@ impl DerivedKind {
             DerivedKind::MaintenanceFailed
             | DerivedKind::MaintenanceUnowned
             | DerivedKind::MaintenanceOverdue => SourceKind::Maintenance,
+            DerivedKind::Corruption => SourceKind::Corruption,
+            DerivedKind::UpgradeAvailable => SourceKind::Upgrade,
         }
     }
 }
@@ -138,15 +148,24 @@ impl Finding {
         derived_id("notification", &parts)
     }
 
-    /// The notification manifest, created `now` by `origin`.
+    /// The notification manifest, created `now` by `origin`. Text taken from the repository
+    /// (paths, error messages) is fitted to the schema's rules, so that one odd file name
+    /// cannot stop a check: control characters leave the title, every field is cut to its limit.
     pub fn to_manifest(&self, origin: &Origin, now: DateTime<Utc>) -> Result<NewManifest, Error> {
+        let title: String = self
+            .title
+            .chars()
+            .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+            .take(limits::TITLE)
+            .collect();
+        let cut = |text: &str, max| text.chars().take(max).collect::<String>();
         let draft = Draft {
             severity: self.severity,
             recipient: self.recipient.clone(),
             source_kind: self.kind.source_kind(),
-            title: self.title.clone(),
-            message: self.message.clone(),
-            details: self.details.clone(),
+            title,
+            message: cut(&self.message, limits::MESSAGE),
+            details: cut(&self.details, limits::DETAILS),
             link: None,
             expires_in: None,
             origin: origin.clone(),
@@ -263,6 +282,34 @@ mod tests {
         }
         // Parts cannot run into each other.
         assert_ne!(derived_id("p", &["ab", "c"]), derived_id("p", &["a", "bc"]));
+    }
+
+    #[test]
+    fn repository_text_is_fitted_to_the_schema() {
+        let finding = Finding {
+            kind: DerivedKind::SnapshotErrors,
+            subject: "alice@laptop:/a\nb".into(),
+            trigger: "s1".into(),
+            severity: Severity::Error,
+            recipient: Recipient::All,
+            recipient_key: None,
+            title: format!("Snapshot of /a\nb\u{1b}[31m {}", "x".repeat(300)),
+            message: "m".repeat(5000),
+            details: String::new(),
+            snapshot_source: None,
+        };
+        let origin = Origin {
+            user: "alice@laptop".parse().unwrap(),
+            command: None,
+        };
+        let manifest = finding.to_manifest(&origin, Utc::now()).unwrap();
+        let title = manifest.data["title"].as_str().unwrap();
+        assert!(title.starts_with("Snapshot of /a\u{FFFD}b\u{FFFD}[31m "));
+        assert_eq!(title.chars().count(), limits::TITLE);
+        assert_eq!(
+            manifest.data["message"].as_str().unwrap().len(),
+            limits::MESSAGE
+        );
     }
 
     #[test]

@@ -144,6 +144,15 @@ pub struct Evidence<'a> {
 }
 
 impl Evidence<'_> {
+    /// Whether `subject` has a complete snapshot other than the one `trigger` names.
+    fn has_newer_snapshot(&self, subject: &str, trigger: &str) -> bool {
+        let triggered_by = trigger.split('/').next().unwrap_or(trigger);
+        by_source(self.snapshots)
+            .get(subject)
+            .and_then(|list| list.iter().rev().find(|s| s.is_complete()))
+            .is_some_and(|newest| newest.id != triggered_by)
+    }
+
     /// Why a derived notification of `kind` about `subject` triggered by `trigger` is gone.
     pub fn explain(&self, kind: DerivedKind, subject: &str, trigger: &str) -> String {
         use DerivedKind::*;
@@ -194,6 +203,8 @@ impl Evidence<'_> {
                 _ => "the maintenance parameters changed".to_string(),
             },
             MaintenanceOverdue => format!("the {subject} succeeded again or is no longer due"),
+            Corruption => "a later verification found no damaged contents".to_string(),
+            UpgradeAvailable => format!("Kopia {trigger} or later is installed"),
         }
     }
 }
@@ -243,6 +254,17 @@ pub fn plan(
         }
         let subject = derived(derived_label::SUBJECT).unwrap_or("");
         let trigger = derived(derived_label::TRIGGER).unwrap_or("");
+        // Whether a source is overdue depends on the checking machine's zone (times of day,
+        // cron): another machine's overdue notification only resolves once the source has a
+        // newer snapshot, or when it is reported at another severity.
+        if kind == DerivedKind::SnapshotOverdue
+            && !evidence.has_newer_snapshot(subject, trigger)
+            && !findings
+                .iter()
+                .any(|f| f.kind == kind && f.subject == subject)
+        {
+            continue;
+        }
         let reason = evidence.explain(kind, subject, trigger);
         let title = Notification::from_manifest(manifest)
             .map(|n| n.title)
@@ -387,6 +409,44 @@ mod tests {
         )
         .unwrap();
         assert!(done.is_empty());
+    }
+
+    #[test]
+    fn overdue_resolves_only_with_a_newer_snapshot_or_another_severity() {
+        let snapshots = parse(&[manifest(
+            "s1",
+            "/home",
+            t0() - Duration::days(8),
+            None,
+            0,
+            0,
+        )]);
+        let policies = NotificationPolicies::default();
+        let utc = chrono::FixedOffset::east_opt(0).unwrap();
+        let tree = crate::health::schedule::PolicyTree::default();
+        let findings = crate::health::overdue::check(&snapshots, &tree, &policies, t0(), &utc);
+        let evidence = Evidence {
+            snapshots: &snapshots,
+            maintenance: None,
+        };
+        let kinds: BTreeSet<DerivedKind> = [DerivedKind::SnapshotOverdue].into();
+        let first = plan(&findings, &[], &[], &kinds, &evidence, &origin(), t0()).unwrap();
+        let (id, put, _) = &first.notifications[0];
+        let existing = vec![stored(id, put)];
+        // Another machine (another zone, say) finds nothing: the notification stays.
+        let elsewhere = plan(&[], &existing, &[], &kinds, &evidence, &origin(), t0()).unwrap();
+        assert!(elsewhere.is_empty());
+        // A newer snapshot: it resolves.
+        let newer = parse(&[
+            manifest("s1", "/home", t0() - Duration::days(8), None, 0, 0),
+            manifest("s2", "/home", t0() - Duration::hours(1), None, 0, 0),
+        ]);
+        let evidence = Evidence {
+            snapshots: &newer,
+            maintenance: None,
+        };
+        let done = plan(&[], &existing, &[], &kinds, &evidence, &origin(), t0()).unwrap();
+        assert_eq!(done.resolutions.len(), 1);
     }
 
     #[test]
