@@ -129,6 +129,12 @@ pub fn open(config: &StorageConfig, access: Access) -> Result<Storage> {
                 FilesystemStorage::open_with_options(&filesystem.path, &filesystem.options)?;
             Ok(with_access(Arc::new(storage), access))
         }
+        #[cfg(feature = "network")]
+        StorageKind::S3 => super::network::s3::open(&config.config, access),
+        #[cfg(not(feature = "network"))]
+        StorageKind::S3 => Err(config.unsupported(
+            "this build has no network backends (kopia-repo without feature `network`)",
+        )),
         StorageKind::Gdrive => Err(config.unsupported(
             "Kopia's Google Drive backend (gdrive) has no implementation here; \
              reach the folder through rclone instead",

@@ -6,6 +6,8 @@
 pub mod counting;
 pub mod factory;
 pub mod filesystem;
+#[cfg(feature = "network")]
+pub mod network;
 pub mod sharded;
 
 use std::io;
