@@ -24,12 +24,12 @@ use crate::format::{
 use crate::manifest::{ManifestStore, NewManifest};
 use crate::pack;
 use crate::storage::filesystem::FilesystemStorage;
-use crate::storage::BlobStorage;
+use crate::storage::{BlobReader, BlobWriter, Storage};
 use crate::{Error, Result};
 
 /// An open repository: its storage, parameters and keys.
 pub struct Repository {
-    storage: Arc<dyn BlobStorage>,
+    storage: Storage,
     format_blob: FormatBlob,
     /// `kopia.repository` as stored: format-v1 packs embed it.
     format_blob_bytes: Vec<u8>,
@@ -69,7 +69,7 @@ impl Repository {
     /// and maintains. `owner` becomes the maintenance owner, as `kopia repository create`
     /// makes its creator.
     pub fn create_filesystem(path: &Path, password: &str, owner: &SessionOwner) -> Result<Self> {
-        let storage: Arc<dyn BlobStorage> = Arc::new(FilesystemStorage::create(path)?);
+        let storage: Arc<dyn BlobWriter> = Arc::new(FilesystemStorage::create(path)?);
         match storage.get_blob(FORMAT_BLOB_ID) {
             Err(Error::BlobNotFound { .. }) => {}
             Ok(_) => {
@@ -113,7 +113,7 @@ impl Repository {
         storage.put_blob(FORMAT_BLOB_ID, &format_blob_bytes)?;
 
         let repository = Repository::from_parts(
-            storage,
+            Storage::read_write(storage),
             format_blob,
             format_blob_bytes,
             format_key,
@@ -133,7 +133,7 @@ impl Repository {
     }
 
     fn from_parts(
-        storage: Arc<dyn BlobStorage>,
+        storage: Storage,
         format_blob: FormatBlob,
         format_blob_bytes: Vec<u8>,
         format_key: Zeroizing<[u8; 32]>,
@@ -145,7 +145,7 @@ impl Repository {
             hasher: ContentHasher::new(&config.hash, &config.hmac_secret)?,
             encryptor: ContentEncryptor::new(&config.encryption, &config.master_key)?,
         });
-        tracing::debug!(storage = %storage.describe(), ?config, "opened repository");
+        tracing::debug!(storage = %storage.reader().describe(), read_only = storage.is_read_only(), ?config, "opened repository");
         Ok(Repository {
             storage,
             format_blob,
@@ -158,10 +158,13 @@ impl Repository {
         })
     }
 
-    /// Opens the repository in `storage` with `password`.
-    pub fn open(storage: Arc<dyn BlobStorage>, password: &str) -> Result<Self> {
+    /// Opens the repository in `storage` with `password`: an `Arc<dyn BlobWriter>` opens it
+    /// for reading and writing, an `Arc<dyn BlobReader>` (or a read-only [`Storage`]) for
+    /// reading only.
+    pub fn open(storage: impl Into<Storage>, password: &str) -> Result<Self> {
+        let storage = storage.into();
         let started = Instant::now();
-        let (format_blob, format_blob_bytes) = read_format_blob(storage.as_ref())?;
+        let (format_blob, format_blob_bytes) = read_format_blob(storage.reader().as_ref())?;
         let read_format_blob = started.elapsed();
 
         let started = Instant::now();
@@ -197,7 +200,7 @@ impl Repository {
 
     /// Opens a filesystem repository directly by path.
     pub fn open_filesystem(path: &Path, password: &str) -> Result<Self> {
-        let storage: Arc<dyn BlobStorage> = Arc::new(FilesystemStorage::open(path)?);
+        let storage: Arc<dyn BlobWriter> = Arc::new(FilesystemStorage::open(path)?);
         Repository::open(storage, password)
     }
 
@@ -209,8 +212,9 @@ impl Repository {
         &self.format_blob
     }
 
-    pub fn storage(&self) -> &Arc<dyn BlobStorage> {
-        &self.storage
+    /// The storage, for reading (writes go through [`Self::content_writer`]).
+    pub fn storage(&self) -> &Arc<dyn BlobReader> {
+        self.storage.reader()
     }
 
     pub fn timings(&self) -> OpenTimings {
@@ -227,7 +231,7 @@ impl Repository {
 
     pub fn content_reader(&self) -> ContentReader {
         ContentReader::new(
-            Arc::clone(&self.storage),
+            Arc::clone(self.storage.reader()),
             Arc::clone(&self.crypto),
             self.index_layout(),
         )
@@ -240,14 +244,16 @@ impl Repository {
     }
 
     /// A writer for new contents, after checking (from storage, not from what was read at open)
-    /// that the repository may be written: no upgrade under way, the same keys and parameters.
+    /// that the repository may be written: a read-write connection, no upgrade under way, the
+    /// same keys and parameters.
     pub fn content_writer(&self, owner: SessionOwner) -> Result<ContentWriter> {
         if let Some(config) = &self.read_only_config {
             return Err(Error::ReadOnly {
                 config: config.clone(),
             });
         }
-        let (current, current_bytes) = read_format_blob(self.storage.as_ref())?;
+        let writer = Arc::clone(self.storage.writer()?);
+        let (current, current_bytes) = read_format_blob(self.storage.reader().as_ref())?;
         if current_bytes != self.format_blob_bytes {
             let config = current.decrypt_config(&self.format_key[..])?;
             config.validate()?;
@@ -257,11 +263,11 @@ impl Repository {
                 ));
             }
             if config.upgrade_in_progress() {
-                return Err(Error::UpgradeInProgress(self.storage.describe()));
+                return Err(Error::UpgradeInProgress(writer.describe()));
             }
         }
         if self.config.upgrade_in_progress() {
-            return Err(Error::UpgradeInProgress(self.storage.describe()));
+            return Err(Error::UpgradeInProgress(writer.describe()));
         }
         let pack_prefix = if self.config.enable_password_change {
             Vec::new()
@@ -274,7 +280,12 @@ impl Repository {
             format_version: self.config.version as u8,
             pack_prefix,
         };
-        Ok(ContentWriter::new(self.content_reader(), format, owner))
+        Ok(ContentWriter::new(
+            self.content_reader(),
+            writer,
+            format,
+            owner,
+        ))
     }
 
     /// Kopia's `DeriveKey(purpose, length)` (repo/repository.go): HKDF over the master key (or
@@ -322,7 +333,7 @@ fn default_maintenance_params(owner: &SessionOwner) -> Box<RawValue> {
     RawValue::from_string(params.to_string()).expect("maintenance params are JSON")
 }
 
-fn read_format_blob(storage: &dyn BlobStorage) -> Result<(FormatBlob, Vec<u8>)> {
+fn read_format_blob(storage: &dyn BlobReader) -> Result<(FormatBlob, Vec<u8>)> {
     let bytes = match storage.get_blob(FORMAT_BLOB_ID) {
         Ok(bytes) => bytes,
         Err(Error::BlobNotFound { .. }) => {
