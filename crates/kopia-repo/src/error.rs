@@ -112,6 +112,12 @@ pub enum Error {
     #[error("invalid {kind} storage config: {reason}")]
     InvalidStorageConfig { kind: String, reason: String },
 
+    #[error(
+        "repository in {storage} locks every blob ({retention}); writing locked blobs is not \
+         supported yet, so nothing was written"
+    )]
+    RetentionUnsupported { storage: String, retention: String },
+
     #[error("storage {storage} is opened read-only; nothing may be written to it")]
     ReadOnlyStorage { storage: String },
 

@@ -24,6 +24,7 @@ use crate::format::{
 use crate::manifest::{ManifestStore, NewManifest};
 use crate::pack;
 use crate::storage::filesystem::FilesystemStorage;
+use crate::storage::retention::{BlobRetention, BLOBCFG_BLOB_ID};
 use crate::storage::{BlobReader, BlobWriter, Storage};
 use crate::{Error, Result};
 
@@ -50,8 +51,6 @@ pub struct OpenTimings {
     pub key_derivation: Duration,
 }
 
-/// Blob holding the blob-retention config (encrypted like the format blob).
-const BLOBCFG_BLOB_ID: &str = "kopia.blobcfg";
 /// Kopia's default split for file data; irrelevant to manifests but every repository names one.
 const DEFAULT_SPLITTER: &str = "DYNAMIC-4M-BUZHASH";
 const DEFAULT_MAX_PACK_SIZE: i64 = 20 << 20;
@@ -269,6 +268,7 @@ impl Repository {
         if self.config.upgrade_in_progress() {
             return Err(Error::UpgradeInProgress(writer.describe()));
         }
+        self.refuse_retention(writer.as_ref())?;
         let pack_prefix = if self.config.enable_password_change {
             Vec::new()
         } else {
@@ -299,6 +299,27 @@ impl Repository {
             purpose,
             length,
         )
+    }
+
+    /// Kopia locks every blob of a repository whose `kopia.blobcfg` sets retention; our writes
+    /// would carry no lock, so they are refused before the first one.
+    fn refuse_retention(&self, storage: &dyn BlobReader) -> Result<()> {
+        let sealed = match storage.get_blob(BLOBCFG_BLOB_ID) {
+            Ok(bytes) => bytes,
+            Err(Error::BlobNotFound { .. }) => return Ok(()), // repositories before v0.9
+            Err(e) => return Err(e),
+        };
+        let json =
+            kdf::decrypt_blobcfg_block(&self.format_key[..], &self.format_blob.unique_id, &sealed)?;
+        let retention = BlobRetention::parse(&json)
+            .map_err(|reason| Error::corrupt_blob(BLOBCFG_BLOB_ID, reason))?;
+        if retention.is_enabled() {
+            return Err(Error::RetentionUnsupported {
+                storage: storage.describe(),
+                retention: retention.describe(),
+            });
+        }
+        Ok(())
     }
 
     /// An empty manifest store; call [`ManifestStore::refresh`] to load it.
@@ -346,4 +367,61 @@ fn read_format_blob(storage: &dyn BlobReader) -> Result<(FormatBlob, Vec<u8>)> {
     let blob =
         FormatBlob::parse(&bytes).map_err(|reason| Error::corrupt_blob(FORMAT_BLOB_ID, reason))?;
     Ok((blob, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_with_retention_is_refused_for_writing_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = SessionOwner {
+            username: "me".into(),
+            hostname: "host".into(),
+        };
+        let repository = Repository::create_filesystem(dir.path(), "pw", &owner).unwrap();
+        assert!(repository.content_writer(owner.clone()).is_ok());
+        let locked = kdf::encrypt_format_block(
+            &repository.format_key[..],
+            &repository.format_blob.unique_id,
+            br#"{"retentionMode":"COMPLIANCE","retentionPeriod":86400000000000}"#,
+        );
+        let storage = FilesystemStorage::open(dir.path()).unwrap();
+        storage.put_blob(BLOBCFG_BLOB_ID, &locked).unwrap();
+        let before = storage.list_blobs("").unwrap();
+
+        let reopened = Repository::open_filesystem(dir.path(), "pw").unwrap();
+        let message = match reopened.content_writer(owner) {
+            Err(e @ Error::RetentionUnsupported { .. }) => e.to_string(),
+            Err(other) => panic!("unexpected {other:?}"),
+            Ok(_) => panic!("a writer for a locked repository"),
+        };
+        assert!(
+            message.contains("COMPLIANCE for 1 days")
+                && message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+        assert_eq!(storage.list_blobs("").unwrap(), before);
+        // Reading is unaffected.
+        let mut store = reopened.manifest_store();
+        store.refresh().unwrap();
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_read_only_storage_gives_no_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = SessionOwner {
+            username: "me".into(),
+            hostname: "host".into(),
+        };
+        Repository::create_filesystem(dir.path(), "pw", &owner).unwrap();
+        let reader: Arc<dyn BlobReader> = Arc::new(FilesystemStorage::open(dir.path()).unwrap());
+        let repository = Repository::open(reader, "pw").unwrap();
+        assert!(matches!(
+            repository.content_writer(owner),
+            Err(Error::ReadOnlyStorage { .. })
+        ));
+    }
 }
