@@ -2,7 +2,8 @@
 # Installs the storage servers the storage-backend interop tests start on loopback:
 #   moto_server (S3, with versioning and object lock) from PyPI, pinned;
 #   rclone and openssh-server (WebDAV/rclone and SFTP backends) from Debian.
-# Idempotent: does nothing for what is already installed. Debian 12, run as root.
+# Idempotent: does nothing for what is already installed. Debian 12; apt through sudo when
+# not root.
 # Prints the directory holding moto_server as its last line (put it on PATH).
 set -euo pipefail
 
@@ -19,15 +20,20 @@ done
 if ((${#missing[@]} > 0)); then
   echo "Installing Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  sudo=()
+  if ((EUID != 0)); then
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" apt-get update -qq
   # policy-rc.d 101: do not start the services the packages ship.
   policy=/usr/sbin/policy-rc.d
   created_policy=false
   if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=true
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null &&
+      "${sudo[@]}" chmod +x "$policy" && created_policy=true
   fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if $created_policy; then rm -f "$policy"; fi
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if $created_policy; then "${sudo[@]}" rm -f "$policy"; fi
 fi
 
 # moto's server mode, in the Python the machine has.
