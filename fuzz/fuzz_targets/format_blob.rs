@@ -1,7 +1,7 @@
 //! The format blob `kopia.repository` (§2) and the `.shards` file of sharded stores.
 #![no_main]
 use kopia_repo::format::FormatBlob;
-use kopia_repo::storage::filesystem::ShardingParameters;
+use kopia_repo::storage::sharded::ShardingParameters;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
