@@ -63,3 +63,74 @@ impl LiveChecks {
         run_check(manifests, recorded, origin, now, zone, write)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kopia_repo::content::writer::SessionOwner;
+    use kopia_repo::repository::Repository;
+    use kopia_repo::storage::counting::CountingStorage;
+    use kopia_repo::storage::filesystem::FilesystemStorage;
+    use kopia_repo::storage::BlobStorage;
+
+    use super::*;
+    use crate::health::snapshots::tests::manifest as snapshot_manifest;
+    use crate::health::DerivedKind;
+    use crate::store::ManifestAccess;
+    use crate::test_fixtures::alice;
+
+    /// A failed snapshot: one finding, written once; an unchanged
+    /// repository is then checked without reading a blob, until the schedule is an hour old.
+    #[test]
+    fn unchanged_repositories_are_checked_without_reading_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = SessionOwner {
+            username: alice().user,
+            hostname: alice().host,
+        };
+        Repository::create_filesystem(dir.path(), "pw", &owner).unwrap();
+        let counting = Arc::new(CountingStorage::new(
+            FilesystemStorage::open(dir.path()).unwrap(),
+        ));
+        let repository =
+            Repository::open(Arc::clone(&counting) as Arc<dyn BlobStorage>, "pw").unwrap();
+        let mut manifests = KopiaManifests::new(repository, owner).unwrap();
+        let origin = Origin {
+            user: alice(),
+            command: None,
+        };
+        let now = Utc::now();
+        // A snapshot that failed to read one file, shaped as Kopia writes it.
+        let failed = snapshot_manifest("x", "/home/alice", now, None, 1, 0);
+        let put = crate::store::NewManifest {
+            labels: failed.labels,
+            data: serde_json::from_str(&failed.data).unwrap(),
+        };
+        manifests.write(vec![put], Vec::new()).unwrap();
+        let mut checks = LiveChecks::default();
+        let first = checks
+            .run(&mut manifests, true, None, &origin, now, &Utc)
+            .unwrap();
+        assert!(first.written, "{first:?}");
+        let kinds: Vec<DerivedKind> = first.plan.notifications.iter().map(|n| n.2.kind).collect();
+        assert_eq!(kinds, [DerivedKind::SnapshotErrors]);
+
+        manifests.refresh().unwrap();
+        assert!(!manifests.refresh().unwrap(), "our own write is known");
+        counting.take_counts();
+        let again = checks
+            .run(&mut manifests, false, None, &origin, now, &Utc)
+            .unwrap();
+        let counts = counting.take_counts();
+        assert!(again.plan.is_empty() && !again.written);
+        assert_eq!(again.plan.unchanged, 1);
+        assert_eq!((counts.gets, counts.puts), (0, 0), "{counts:?}");
+
+        let later = now + SCHEDULE_MAX_AGE;
+        checks
+            .run(&mut manifests, false, None, &origin, later, &Utc)
+            .unwrap();
+        assert_eq!(counting.take_counts().gets, 1, "the schedule blob, once");
+    }
+}
