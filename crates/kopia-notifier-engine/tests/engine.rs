@@ -746,3 +746,55 @@ async fn a_failed_snapshot_pops_an_error_with_nothing_set_up() {
     assert_eq!(derived_ids(&mut writer), [popped], "written once");
     engine.shutdown().await;
 }
+
+/// A read-only connection (`kopia repository connect --readonly`): the failed snapshot's error
+/// is shown and popped locally, and nothing is written to the repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_connection_shows_findings_and_writes_nothing() {
+    let fixture = Fixture::new();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    writer
+        .manifests
+        .write(vec![failed_snapshot("/home/alice")], Vec::new())
+        .unwrap();
+    let config = fixture.data_dir.with_file_name("readonly.config");
+    let json = serde_json::json!({
+        "storage": {"type": "filesystem", "config": {"path": fixture.repo_path}},
+        "readonly": true,
+    });
+    std::fs::write(&config, json.to_string()).unwrap();
+    // Where Kopia persists the password beside its config, base64.
+    let password_file = format!("{}.kopia-password", config.display());
+    std::fs::write(password_file, base64_std(PASSWORD.as_bytes())).unwrap();
+    let manifests_before = writer.manifests.find(&Default::default()).unwrap().len();
+
+    let (engine, mut events) = fixture.start().await;
+    engine
+        .update_settings(Settings {
+            identity_override: Some(ME.into()),
+            ..Settings::default()
+        })
+        .await
+        .unwrap();
+    engine
+        .add_repository(AddRepository::KopiaConfig { path: config })
+        .await
+        .unwrap();
+    let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
+    match event {
+        EngineEvent::NewPending { items, .. } => {
+            assert_eq!(items.len(), 1, "{items:?}");
+            assert_eq!(items[0].severity, "error");
+            assert!(items[0].title.contains("/home/alice"), "{:?}", items[0]);
+        }
+        other => panic!("{other:?}"),
+    }
+    engine.check_now().await;
+    events_during(&mut events, Duration::from_millis(500)).await;
+    assert!(derived_ids(&mut writer).is_empty(), "nothing written");
+    assert_eq!(
+        writer.manifests.find(&Default::default()).unwrap().len(),
+        manifests_before
+    );
+    engine.shutdown().await;
+}
