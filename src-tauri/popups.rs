@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use kopia_notifications::inert;
 use kopia_notifier_engine::{EngineHandle, NotificationView, RepoId};
 use notify_rust::{Notification, NotificationResponse, Timeout, Urgency};
 use tauri::AppHandle;
@@ -21,8 +22,8 @@ const APP_NAME: &str = "Kopia Notifier";
 const ACTION_OPEN: &str = "open";
 const ACTION_ACKNOWLEDGE: &str = "acknowledge";
 
-/// Escapes the characters the notification spec's markup gives a meaning to, so a title or
-/// message is always shown as the text it is.
+/// Escapes the characters the notification spec's markup gives a meaning to, so a message is
+/// always shown as the text it is. Only for bodies: summaries are plain text.
 pub fn escape_markup(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
@@ -106,16 +107,14 @@ impl Popup {
         format!("{count} new Kopia notifications")
     }
 
-    /// The notify-rust notification for this popup (not yet shown).
-    pub fn to_notification(&self, icon: Option<&str>) -> Notification {
-        let mut popup = Notification::new();
-        popup.appname(APP_NAME);
-        if let Some(icon) = icon {
-            popup.icon(icon);
-        }
-        let severity = match self {
+    /// The popup's summary and body as the notification service takes them. The
+    /// freedesktop specification makes the summary plain text (dunst, GNOME Shell and KDE
+    /// Plasma show it verbatim: an escaped `&` would show as `&amp;`); only the body may
+    /// carry markup, so only the body is escaped. Both are made inert first: controls, bidi
+    /// and zero-width characters from the repository show as visible escapes.
+    pub fn texts(&self) -> (String, String) {
+        match self {
             Popup::Single(n) => {
-                popup.summary(&escape_markup(&n.title));
                 let mut body = short_message(&n.message);
                 if !n.origin_host.is_empty() {
                     if !body.is_empty() {
@@ -123,23 +122,36 @@ impl Popup {
                     }
                     body.push_str(&format!("{} · {}", n.origin_host, n.repo_name));
                 }
-                popup.body(&escape_markup(&body));
-                popup.action("default", "Open");
-                popup.action(ACTION_OPEN, "Open");
+                (
+                    inert::line(&n.title).into_owned(),
+                    escape_markup(&inert::text(&body)),
+                )
+            }
+            Popup::Summary { count, body, .. } => (
+                Popup::summary_title(*count),
+                escape_markup(&inert::text(body)),
+            ),
+        }
+    }
+
+    /// The notify-rust notification for this popup (not yet shown).
+    pub fn to_notification(&self, icon: Option<&str>) -> Notification {
+        let mut popup = Notification::new();
+        popup.appname(APP_NAME);
+        if let Some(icon) = icon {
+            popup.icon(icon);
+        }
+        let (summary, body) = self.texts();
+        popup.summary(&summary);
+        popup.body(&body);
+        popup.action("default", "Open");
+        popup.action(ACTION_OPEN, "Open");
+        let severity = match self {
+            Popup::Single(n) => {
                 popup.action(ACTION_ACKNOWLEDGE, "Acknowledge");
                 n.severity.as_str()
             }
-            Popup::Summary {
-                count,
-                severity,
-                body,
-            } => {
-                popup.summary(&Popup::summary_title(*count));
-                popup.body(&escape_markup(body));
-                popup.action("default", "Open");
-                popup.action(ACTION_OPEN, "Open");
-                severity.as_str()
-            }
+            Popup::Summary { severity, .. } => severity.as_str(),
         };
         popup.urgency(urgency(severity));
         if severity == "error" {
@@ -326,6 +338,24 @@ mod tests {
     }
 
     #[test]
+    fn summaries_are_plain_text_and_bodies_markup_both_inert() {
+        let mut n = item("a", "error");
+        n.title = "A & B \u{202e}exe.pdf\u{1b}[2J".into();
+        n.message = "line\n\u{200b}x & y".into();
+        let (summary, body) = Popup::Single(n).texts();
+        assert_eq!(summary, "A & B \\u{202e}exe.pdf\\x1b[2J");
+        assert_eq!(body, "line\n\\u{200b}x &amp; y\nlaptop · nas");
+        let (summary, body) = Popup::Summary {
+            count: 4,
+            severity: "error".into(),
+            body: "4 errors in R&D \u{202e}".into(),
+        }
+        .texts();
+        assert_eq!(summary, "4 new Kopia notifications");
+        assert_eq!(body, "4 errors in R&amp;D \\u{202e}");
+    }
+
+    #[test]
     fn urgency_is_critical_for_errors_and_never_low() {
         assert_eq!(urgency("error"), Urgency::Critical);
         assert_eq!(urgency("warning"), Urgency::Normal);
@@ -376,9 +406,11 @@ mod tests {
     fn single_popup_escapes_text_and_sets_urgency_and_actions() {
         let mut n = item("a", "error");
         n.title = "<i>disk</i> & more".into();
+        n.message = "A & <b>B</b>".into();
         let popup = Popup::Single(n).to_notification(Some("/x/icon.png"));
-        assert_eq!(popup.summary, "&lt;i&gt;disk&lt;/i&gt; &amp; more");
-        assert_eq!(popup.body, "message\nlaptop · nas");
+        // The summary is plain text: shown as written, not as entities.
+        assert_eq!(popup.summary, "<i>disk</i> & more");
+        assert_eq!(popup.body, "A &amp; &lt;b&gt;B&lt;/b&gt;\nlaptop · nas");
         assert_eq!(popup.icon, "/x/icon.png");
         assert!(popup
             .actions

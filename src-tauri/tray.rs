@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Local, NaiveTime, TimeZone, Utc};
+use kopia_notifications::inert;
 use kopia_notifier_engine::{NotificationView, Overview, RepoId, TrayIcon};
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
@@ -95,17 +96,18 @@ pub fn menu_model(
 }
 
 /// "✕ Snapshot of /home failed — laptop", cut to a menu's width. Menus read `&` as a mnemonic
-/// marker, so it is doubled to show as itself.
+/// marker, so it is doubled to show as itself; controls, bidi and zero-width characters from
+/// the repository show as visible escapes.
 pub fn notification_label(n: &NotificationView) -> String {
     let glyph = match n.severity.as_str() {
         "error" => "✕",
         "warning" => "⚠",
         _ => "ℹ",
     };
-    let mut text = n.title.clone();
+    let mut text = inert::line(&n.title).into_owned();
     if !n.origin_host.is_empty() {
         text.push_str(" — ");
-        text.push_str(&n.origin_host);
+        text.push_str(&inert::line(&n.origin_host));
     }
     if text.chars().count() > MAX_LABEL_CHARS {
         text = text
@@ -363,6 +365,12 @@ mod tests {
         let mut n = item("a", "error", 0);
         n.title = "Backup & restore".into();
         assert_eq!(notification_label(&n), "✕ Backup && restore — laptop");
+        let mut hostile = n.clone();
+        hostile.title = "pay\u{202e}fdp.exe".into();
+        assert_eq!(
+            notification_label(&hostile),
+            "✕ pay\\u{202e}fdp.exe — laptop"
+        );
         n.title = "x".repeat(100);
         assert_eq!(notification_label(&n).chars().count(), 2 + MAX_LABEL_CHARS);
     }

@@ -330,7 +330,7 @@ fn open_through_kopia_client_config_and_password_file() {
     assert!(repo.password_file().exists());
     let (repository, client) =
         Repository::open_with_client_config(&repo.config_file()).expect("open via config");
-    assert_eq!(client.storage.path, repo.repo_dir());
+    assert_eq!(client.storage.local_path(), Some(repo.repo_dir()));
     let mut store = repository.manifest_store();
     store.refresh().unwrap();
     assert_eq!(

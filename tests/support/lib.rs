@@ -4,6 +4,7 @@
 //! It is not a Kopia client: every operation shells out to the binary, and every failure panics.
 
 pub mod bench;
+pub mod servers;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;
@@ -230,6 +231,17 @@ impl KopiaRepo {
         repo
     }
 
+    /// Runs `kopia repository create <storage_args>` (e.g. `["s3", "--bucket=b", …]`) with
+    /// the harness connection's isolated config, for repositories on other storages.
+    pub fn create_on(kopia: &Kopia, storage_args: &[String]) -> KopiaRepo {
+        let repo = KopiaRepo::empty(kopia);
+        let mut args = vec!["repository".to_owned(), "create".to_owned()];
+        args.extend_from_slice(storage_args);
+        args.extend(repo.client_args());
+        repo.run_ok(&args);
+        repo
+    }
+
     fn empty(kopia: &Kopia) -> KopiaRepo {
         let root = tempfile::Builder::new()
             .prefix("kopia-harness-")
@@ -247,11 +259,19 @@ impl KopiaRepo {
 
     /// `kopia repository create|connect filesystem` arguments of the harness connection.
     fn connection_args(&self, verb: &str) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "repository".to_owned(),
             verb.to_owned(),
             "filesystem".to_owned(),
             format!("--path={}", self.repo_dir().display()),
+        ];
+        args.extend(self.client_args());
+        args
+    }
+
+    /// The client side of every harness connection: its own cache, identity and password.
+    fn client_args(&self) -> Vec<String> {
+        vec![
             format!(
                 "--cache-directory={}",
                 self.root.path().join("cache").display()

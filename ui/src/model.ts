@@ -111,6 +111,24 @@ export function isSafeLink(url: string | null | undefined): url is string {
   }
 }
 
+/**
+ * What a link button shows: the link's host only, as the browser resolves it — punycode for
+ * non-ASCII (look-alike) hosts, no user name or password, the port if one is given. The raw
+ * URL is written by whoever wrote the notification; `https://bank.example@evil.example/` reads
+ * as the bank but goes to `evil.example`, which is what is shown.
+ */
+export function linkLabel(url: string): string {
+  return new URL(url).host;
+}
+
+/** The link's full address for its tooltip: normalised, without user name and password. */
+export function linkTooltip(url: string): string {
+  const parsed = new URL(url);
+  parsed.username = "";
+  parsed.password = "";
+  return parsed.href;
+}
+
 export type KeyAction = "next" | "previous" | "open" | "acknowledge" | "back" | null;
 
 /** Maps a key press to what it does; keys typed into form fields are left alone. */

@@ -11,6 +11,8 @@ import {
   formatAge,
   formatTimestamp,
   isSafeLink,
+  linkLabel,
+  linkTooltip,
   notificationKey,
 } from "./model";
 import type { AddRepositoryRequest, NotificationView, RepositoryView, Settings, Severity } from "./types";
@@ -232,10 +234,10 @@ export function renderDetail(n: NotificationView, now: Date, handlers: DetailHan
               id: "detail-link",
               testid: "detail-link",
               type: "button",
-              title: n.link,
+              title: linkTooltip(n.link),
               on: { click: () => handlers.openLink(n.link as string) },
             },
-            `Open ${n.link} ↗`,
+            `Open ${linkLabel(n.link)} ↗`,
           ),
         )
       : null,

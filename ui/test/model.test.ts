@@ -3,6 +3,8 @@ import {
   DEFAULT_FILTER,
   formatAge,
   isSafeLink,
+  linkLabel,
+  linkTooltip,
   keyAction,
   moveSelection,
   parseRoute,
@@ -76,6 +78,20 @@ describe("isSafeLink", () => {
     expect(isSafeLink("file:///etc/passwd")).toBe(false);
     expect(isSafeLink("/relative")).toBe(false);
     expect(isSafeLink(null)).toBe(false);
+  });
+});
+
+describe("linkLabel", () => {
+  it("shows the host only: punycode, no user info, the port if given", () => {
+    expect(linkLabel("https://example.com/runbook?x=1#y")).toBe("example.com");
+    expect(linkLabel("https://bank.example@evil.example/login")).toBe("evil.example");
+    expect(linkLabel("https://user:secret@nas.local:8080/")).toBe("nas.local:8080");
+    expect(linkLabel("https://pаypal.com/")).toBe("xn--pypal-4ve.com");
+    expect(linkLabel("https://bücher.example/")).toBe("xn--bcher-kva.example");
+    expect(linkLabel("https://EXAMPLE.com/")).toBe("example.com");
+  });
+  it("gives tooltips without user info", () => {
+    expect(linkTooltip("https://user:secret@nas.local:8080/a b")).toBe("https://nas.local:8080/a%20b");
   });
 });
 

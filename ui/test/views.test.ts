@@ -52,6 +52,16 @@ describe("renderDetail", () => {
     el.querySelector<HTMLElement>('[data-testid="detail-link"]')!.click();
     expect(h.openLink).toHaveBeenCalledWith("https://example.com/x");
   });
+  it("labels a link with its real host, not the text its writer chose", () => {
+    const link = "https://bank.example@pаypal.com/login";
+    const h = handlers();
+    const el = renderDetail(notification({ link }), NOW, h);
+    const button = el.querySelector<HTMLElement>('[data-testid="detail-link"]')!;
+    expect(button.textContent).toBe("Open xn--pypal-4ve.com ↗");
+    expect(button.title).toBe("https://xn--pypal-4ve.com/login");
+    button.click();
+    expect(h.openLink).toHaveBeenCalledWith(link);
+  });
   it("offers no link that is not http(s)", () => {
     const el = renderDetail(notification({ link: "javascript:alert(1)" }), NOW, handlers());
     expect(el.querySelector('[data-testid="detail-link"]')).toBe(null);

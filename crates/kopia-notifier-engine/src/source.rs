@@ -94,7 +94,7 @@ pub fn storage_root(record: &RepoRecord) -> Option<PathBuf> {
     match record.kind {
         RepoKind::KopiaConfig => client::load(&record.location)
             .ok()
-            .map(|config| config.storage.path),
+            .and_then(|config| config.storage.local_path()),
         RepoKind::Filesystem | RepoKind::Demo => Some(record.location.clone()),
     }
 }
@@ -156,7 +156,7 @@ pub fn config_display_name(config_path: &Path) -> String {
         config
             .description
             .filter(|d| !d.trim().is_empty())
-            .or_else(|| file_name(&config.storage.path))
+            .or_else(|| config.storage.local_path().as_deref().and_then(file_name))
     });
     from_config
         .or_else(|| file_name(config_path))

@@ -105,6 +105,33 @@ pub enum Error {
     /// nothing about the password, so callers retry soon instead of asking for it again.
     #[error("OS keyring unavailable: {0}")]
     KeyringUnavailable(String),
+
+    #[error("storage type {kind} is not supported: {reason}")]
+    UnsupportedStorage { kind: String, reason: String },
+
+    #[error("invalid {kind} storage config: {reason}")]
+    InvalidStorageConfig { kind: String, reason: String },
+
+    #[error(
+        "repository in {storage} locks every blob ({retention}); writing locked blobs is not \
+         supported yet, so nothing was written"
+    )]
+    RetentionUnsupported { storage: String, retention: String },
+
+    #[error("storage {storage} is opened read-only; nothing may be written to it")]
+    ReadOnlyStorage { storage: String },
+
+    /// The server refused our credentials (or their permissions): retrying will not help.
+    #[error("access to {storage} denied: {reason}")]
+    StorageAccessDenied { storage: String, reason: String },
+
+    /// A request that failed for good (after the retries transient failures get).
+    #[error("{operation} on {storage} failed: {reason}")]
+    StorageRequest {
+        storage: String,
+        operation: String,
+        reason: String,
+    },
 }
 
 impl Error {

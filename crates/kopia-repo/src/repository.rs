@@ -24,12 +24,13 @@ use crate::format::{
 use crate::manifest::{ManifestStore, NewManifest};
 use crate::pack;
 use crate::storage::filesystem::FilesystemStorage;
-use crate::storage::BlobStorage;
+use crate::storage::retention::{BlobRetention, BLOBCFG_BLOB_ID};
+use crate::storage::{BlobReader, BlobWriter, Storage};
 use crate::{Error, Result};
 
 /// An open repository: its storage, parameters and keys.
 pub struct Repository {
-    storage: Arc<dyn BlobStorage>,
+    storage: Storage,
     format_blob: FormatBlob,
     /// `kopia.repository` as stored: format-v1 packs embed it.
     format_blob_bytes: Vec<u8>,
@@ -50,8 +51,6 @@ pub struct OpenTimings {
     pub key_derivation: Duration,
 }
 
-/// Blob holding the blob-retention config (encrypted like the format blob).
-const BLOBCFG_BLOB_ID: &str = "kopia.blobcfg";
 /// Kopia's default split for file data; irrelevant to manifests but every repository names one.
 const DEFAULT_SPLITTER: &str = "DYNAMIC-4M-BUZHASH";
 const DEFAULT_MAX_PACK_SIZE: i64 = 20 << 20;
@@ -69,7 +68,7 @@ impl Repository {
     /// and maintains. `owner` becomes the maintenance owner, as `kopia repository create`
     /// makes its creator.
     pub fn create_filesystem(path: &Path, password: &str, owner: &SessionOwner) -> Result<Self> {
-        let storage: Arc<dyn BlobStorage> = Arc::new(FilesystemStorage::create(path)?);
+        let storage: Arc<dyn BlobWriter> = Arc::new(FilesystemStorage::create(path)?);
         match storage.get_blob(FORMAT_BLOB_ID) {
             Err(Error::BlobNotFound { .. }) => {}
             Ok(_) => {
@@ -113,7 +112,7 @@ impl Repository {
         storage.put_blob(FORMAT_BLOB_ID, &format_blob_bytes)?;
 
         let repository = Repository::from_parts(
-            storage,
+            Storage::read_write(storage),
             format_blob,
             format_blob_bytes,
             format_key,
@@ -133,7 +132,7 @@ impl Repository {
     }
 
     fn from_parts(
-        storage: Arc<dyn BlobStorage>,
+        storage: Storage,
         format_blob: FormatBlob,
         format_blob_bytes: Vec<u8>,
         format_key: Zeroizing<[u8; 32]>,
@@ -145,7 +144,7 @@ impl Repository {
             hasher: ContentHasher::new(&config.hash, &config.hmac_secret)?,
             encryptor: ContentEncryptor::new(&config.encryption, &config.master_key)?,
         });
-        tracing::debug!(storage = %storage.describe(), ?config, "opened repository");
+        tracing::debug!(storage = %storage.reader().describe(), read_only = storage.is_read_only(), ?config, "opened repository");
         Ok(Repository {
             storage,
             format_blob,
@@ -158,10 +157,13 @@ impl Repository {
         })
     }
 
-    /// Opens the repository in `storage` with `password`.
-    pub fn open(storage: Arc<dyn BlobStorage>, password: &str) -> Result<Self> {
+    /// Opens the repository in `storage` with `password`: an `Arc<dyn BlobWriter>` opens it
+    /// for reading and writing, an `Arc<dyn BlobReader>` (or a read-only [`Storage`]) for
+    /// reading only.
+    pub fn open(storage: impl Into<Storage>, password: &str) -> Result<Self> {
+        let storage = storage.into();
         let started = Instant::now();
-        let (format_blob, format_blob_bytes) = read_format_blob(storage.as_ref())?;
+        let (format_blob, format_blob_bytes) = read_format_blob(storage.reader().as_ref())?;
         let read_format_blob = started.elapsed();
 
         let started = Instant::now();
@@ -197,7 +199,7 @@ impl Repository {
 
     /// Opens a filesystem repository directly by path.
     pub fn open_filesystem(path: &Path, password: &str) -> Result<Self> {
-        let storage: Arc<dyn BlobStorage> = Arc::new(FilesystemStorage::open(path)?);
+        let storage: Arc<dyn BlobWriter> = Arc::new(FilesystemStorage::open(path)?);
         Repository::open(storage, password)
     }
 
@@ -209,8 +211,9 @@ impl Repository {
         &self.format_blob
     }
 
-    pub fn storage(&self) -> &Arc<dyn BlobStorage> {
-        &self.storage
+    /// The storage, for reading (writes go through [`Self::content_writer`]).
+    pub fn storage(&self) -> &Arc<dyn BlobReader> {
+        self.storage.reader()
     }
 
     pub fn timings(&self) -> OpenTimings {
@@ -227,7 +230,7 @@ impl Repository {
 
     pub fn content_reader(&self) -> ContentReader {
         ContentReader::new(
-            Arc::clone(&self.storage),
+            Arc::clone(self.storage.reader()),
             Arc::clone(&self.crypto),
             self.index_layout(),
         )
@@ -240,14 +243,16 @@ impl Repository {
     }
 
     /// A writer for new contents, after checking (from storage, not from what was read at open)
-    /// that the repository may be written: no upgrade under way, the same keys and parameters.
+    /// that the repository may be written: a read-write connection, no upgrade under way, the
+    /// same keys and parameters.
     pub fn content_writer(&self, owner: SessionOwner) -> Result<ContentWriter> {
         if let Some(config) = &self.read_only_config {
             return Err(Error::ReadOnly {
                 config: config.clone(),
             });
         }
-        let (current, current_bytes) = read_format_blob(self.storage.as_ref())?;
+        let writer = Arc::clone(self.storage.writer()?);
+        let (current, current_bytes) = read_format_blob(self.storage.reader().as_ref())?;
         if current_bytes != self.format_blob_bytes {
             let config = current.decrypt_config(&self.format_key[..])?;
             config.validate()?;
@@ -257,12 +262,13 @@ impl Repository {
                 ));
             }
             if config.upgrade_in_progress() {
-                return Err(Error::UpgradeInProgress(self.storage.describe()));
+                return Err(Error::UpgradeInProgress(writer.describe()));
             }
         }
         if self.config.upgrade_in_progress() {
-            return Err(Error::UpgradeInProgress(self.storage.describe()));
+            return Err(Error::UpgradeInProgress(writer.describe()));
         }
+        self.refuse_retention(writer.as_ref())?;
         let pack_prefix = if self.config.enable_password_change {
             Vec::new()
         } else {
@@ -274,7 +280,12 @@ impl Repository {
             format_version: self.config.version as u8,
             pack_prefix,
         };
-        Ok(ContentWriter::new(self.content_reader(), format, owner))
+        Ok(ContentWriter::new(
+            self.content_reader(),
+            writer,
+            format,
+            owner,
+        ))
     }
 
     /// Kopia's `DeriveKey(purpose, length)` (repo/repository.go): HKDF over the master key (or
@@ -288,6 +299,27 @@ impl Repository {
             purpose,
             length,
         )
+    }
+
+    /// Kopia locks every blob of a repository whose `kopia.blobcfg` sets retention; our writes
+    /// would carry no lock, so they are refused before the first one.
+    fn refuse_retention(&self, storage: &dyn BlobReader) -> Result<()> {
+        let sealed = match storage.get_blob(BLOBCFG_BLOB_ID) {
+            Ok(bytes) => bytes,
+            Err(Error::BlobNotFound { .. }) => return Ok(()), // repositories before v0.9
+            Err(e) => return Err(e),
+        };
+        let json =
+            kdf::decrypt_blobcfg_block(&self.format_key[..], &self.format_blob.unique_id, &sealed)?;
+        let retention = BlobRetention::parse(&json)
+            .map_err(|reason| Error::corrupt_blob(BLOBCFG_BLOB_ID, reason))?;
+        if retention.is_enabled() {
+            return Err(Error::RetentionUnsupported {
+                storage: storage.describe(),
+                retention: retention.describe(),
+            });
+        }
+        Ok(())
     }
 
     /// An empty manifest store; call [`ManifestStore::refresh`] to load it.
@@ -322,7 +354,7 @@ fn default_maintenance_params(owner: &SessionOwner) -> Box<RawValue> {
     RawValue::from_string(params.to_string()).expect("maintenance params are JSON")
 }
 
-fn read_format_blob(storage: &dyn BlobStorage) -> Result<(FormatBlob, Vec<u8>)> {
+fn read_format_blob(storage: &dyn BlobReader) -> Result<(FormatBlob, Vec<u8>)> {
     let bytes = match storage.get_blob(FORMAT_BLOB_ID) {
         Ok(bytes) => bytes,
         Err(Error::BlobNotFound { .. }) => {
@@ -335,4 +367,61 @@ fn read_format_blob(storage: &dyn BlobStorage) -> Result<(FormatBlob, Vec<u8>)> 
     let blob =
         FormatBlob::parse(&bytes).map_err(|reason| Error::corrupt_blob(FORMAT_BLOB_ID, reason))?;
     Ok((blob, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_with_retention_is_refused_for_writing_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = SessionOwner {
+            username: "me".into(),
+            hostname: "host".into(),
+        };
+        let repository = Repository::create_filesystem(dir.path(), "pw", &owner).unwrap();
+        assert!(repository.content_writer(owner.clone()).is_ok());
+        let locked = kdf::encrypt_format_block(
+            &repository.format_key[..],
+            &repository.format_blob.unique_id,
+            br#"{"retentionMode":"COMPLIANCE","retentionPeriod":86400000000000}"#,
+        );
+        let storage = FilesystemStorage::open(dir.path()).unwrap();
+        storage.put_blob(BLOBCFG_BLOB_ID, &locked).unwrap();
+        let before = storage.list_blobs("").unwrap();
+
+        let reopened = Repository::open_filesystem(dir.path(), "pw").unwrap();
+        let message = match reopened.content_writer(owner) {
+            Err(e @ Error::RetentionUnsupported { .. }) => e.to_string(),
+            Err(other) => panic!("unexpected {other:?}"),
+            Ok(_) => panic!("a writer for a locked repository"),
+        };
+        assert!(
+            message.contains("COMPLIANCE for 1 days")
+                && message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+        assert_eq!(storage.list_blobs("").unwrap(), before);
+        // Reading is unaffected.
+        let mut store = reopened.manifest_store();
+        store.refresh().unwrap();
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_read_only_storage_gives_no_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = SessionOwner {
+            username: "me".into(),
+            hostname: "host".into(),
+        };
+        Repository::create_filesystem(dir.path(), "pw", &owner).unwrap();
+        let reader: Arc<dyn BlobReader> = Arc::new(FilesystemStorage::open(dir.path()).unwrap());
+        let repository = Repository::open(reader, "pw").unwrap();
+        assert!(matches!(
+            repository.content_writer(owner),
+            Err(Error::ReadOnlyStorage { .. })
+        ));
+    }
 }

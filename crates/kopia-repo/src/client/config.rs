@@ -1,26 +1,25 @@
-//! The parts of Kopia's `repository.config` (§10.1) needed to open a filesystem repository.
-//! Unknown keys are ignored; server connections and non-filesystem storages are refused
-//! with [`Error::Unsupported`]. Nothing is ever written back.
+//! The parts of Kopia's `repository.config` (§10.1) needed to open a repository: the storage
+//! (type and raw config, opened by [`crate::storage::factory`]), who we are, caching.
+//! Unknown keys are ignored; server connections are refused with [`Error::Unsupported`].
+//! Nothing is ever written back.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::content::writer::SessionOwner;
 use crate::error::{Error, Result};
-use crate::storage::filesystem::{
-    FilesystemOptions, FilesystemStorage, DEFAULT_DIR_MODE, DEFAULT_FILE_MODE,
-};
-use crate::storage::{io_error, BlobStorage};
+use crate::storage::factory::{self, Access, StorageConfig, StorageKind};
+use crate::storage::filesystem::FilesystemConfig;
+use crate::storage::{io_error, Storage};
 
 /// What we use of one `repository.config`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
     /// The config file this came from (the key of its password, see `resolve_password`).
     pub config_path: PathBuf,
-    pub storage: FilesystemConfig,
+    pub storage: StorageConfig,
     pub hostname: String,
     pub username: String,
     pub description: Option<String>,
@@ -31,21 +30,19 @@ pub struct ClientConfig {
     pub cache_directory: Option<PathBuf>,
 }
 
-/// `storage.config` of a `filesystem` storage (§1.2.6).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilesystemConfig {
-    pub path: PathBuf,
-    pub file_mode: Option<u32>,
-    pub dir_mode: Option<u32>,
-    pub dir_shards: Option<Vec<usize>>,
-}
-
 impl ClientConfig {
-    /// Opens the storage this config points at (reading, never creating, its `.shards`).
-    pub fn open_storage(&self) -> Result<Arc<dyn BlobStorage>> {
-        let storage =
-            FilesystemStorage::open_with_options(&self.storage.path, &self.storage.options())?;
-        Ok(Arc::new(storage))
+    /// Opens the storage this config points at, read-only when the connection is `readonly`
+    /// (then nothing is written, not even a missing `.shards`).
+    pub fn open_storage(&self) -> Result<Storage> {
+        factory::open(&self.storage, self.access())
+    }
+
+    pub fn access(&self) -> Access {
+        if self.readonly {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        }
     }
 
     /// The `user@host` this connection writes as (Kopia's username and hostname overrides).
@@ -53,17 +50,6 @@ impl ClientConfig {
         SessionOwner {
             username: self.username.clone(),
             hostname: self.hostname.clone(),
-        }
-    }
-}
-
-impl FilesystemConfig {
-    /// The storage options, with Kopia's defaults for unset (or zero) modes.
-    pub fn options(&self) -> FilesystemOptions {
-        FilesystemOptions {
-            file_mode: self.file_mode.unwrap_or(DEFAULT_FILE_MODE),
-            dir_mode: self.dir_mode.unwrap_or(DEFAULT_DIR_MODE),
-            dir_shards: self.dir_shards.clone(),
         }
     }
 }
@@ -92,18 +78,6 @@ struct StorageJson {
     kind: String,
     #[serde(default)]
     config: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct FilesystemJson {
-    #[serde(default)]
-    path: String,
-    #[serde(rename = "fileMode", default)]
-    file_mode: Option<u32>,
-    #[serde(rename = "dirMode", default)]
-    dir_mode: Option<u32>,
-    #[serde(rename = "dirShards", default)]
-    dir_shards: Option<Vec<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -153,18 +127,15 @@ pub fn parse_config(json: &[u8], config_path: &Path) -> Result<ClientConfig> {
     let storage = parsed
         .storage
         .ok_or_else(|| config_error("no storage configured".to_string()))?;
-    if storage.kind != "filesystem" {
-        return Err(Error::Unsupported(format!(
-            "storage type {:?}",
-            storage.kind
-        )));
-    }
-    let filesystem: FilesystemJson = serde_json::from_value(storage.config)
-        .map_err(|e| config_error(format!("invalid filesystem storage config: {e}")))?;
-    if filesystem.path.is_empty() {
-        return Err(config_error(
-            "filesystem storage without a path".to_string(),
-        ));
+    let storage = StorageConfig {
+        kind: StorageKind::from_type(&storage.kind),
+        config: storage.config,
+    };
+    // A broken filesystem config is found here, naming the file, so that discovery can skip
+    // it; other backends check their keys when they are opened.
+    if storage.kind == StorageKind::Filesystem {
+        FilesystemConfig::from_json(&storage.config)
+            .map_err(|e| config_error(format!("invalid filesystem storage config: {e}")))?;
     }
 
     let caching = parsed.caching;
@@ -188,13 +159,7 @@ pub fn parse_config(json: &[u8], config_path: &Path) -> Result<ClientConfig> {
 
     Ok(ClientConfig {
         config_path: config_path.to_path_buf(),
-        storage: FilesystemConfig {
-            path: PathBuf::from(filesystem.path),
-            // Go omits zero modes and treats them as "default".
-            file_mode: filesystem.file_mode.filter(|m| *m != 0),
-            dir_mode: filesystem.dir_mode.filter(|m| *m != 0),
-            dir_shards: filesystem.dir_shards,
-        },
+        storage,
         hostname: parsed.hostname.unwrap_or_default(),
         username: parsed.username.unwrap_or_default(),
         description: parsed.description.filter(|d| !d.is_empty()),
@@ -252,11 +217,11 @@ mod tests {
             config,
             ClientConfig {
                 config_path: path.to_path_buf(),
-                storage: FilesystemConfig {
-                    path: PathBuf::from("/srv/repo"),
-                    file_mode: Some(0o600),
-                    dir_mode: Some(0o700),
-                    dir_shards: None,
+                storage: StorageConfig {
+                    kind: StorageKind::Filesystem,
+                    config: serde_json::json!({
+                        "path": "/srv/repo", "fileMode": 384, "dirMode": 448, "dirShards": null
+                    }),
                 },
                 hostname: "myhost".to_string(),
                 username: "me".to_string(),
@@ -268,8 +233,11 @@ mod tests {
                 )),
             }
         );
-        let options = config.storage.options();
-        assert_eq!((options.file_mode, options.dir_mode), (0o600, 0o700));
+        assert_eq!(
+            config.storage.local_path(),
+            Some(PathBuf::from("/srv/repo"))
+        );
+        assert_eq!(config.access(), Access::ReadWrite);
     }
 
     #[test]
@@ -278,8 +246,11 @@ mod tests {
             "caching":{"maxListCacheDuration":2.5},"readonly":true,"unknown":{"a":1}}"#;
         let config = parse_config(json.as_bytes(), Path::new("c.config")).unwrap();
         assert!(config.readonly);
-        assert_eq!(config.storage.dir_shards, Some(vec![1, 1]));
-        assert_eq!(config.storage.options().file_mode, DEFAULT_FILE_MODE);
+        assert_eq!(config.access(), Access::ReadOnly);
+        assert_eq!(
+            config.storage.config["dirShards"],
+            serde_json::json!([1, 1])
+        );
         assert_eq!(
             config.max_list_cache_duration,
             Some(Duration::from_millis(2500))
@@ -290,17 +261,41 @@ mod tests {
     }
 
     #[test]
-    fn refuses_servers_and_other_storages() {
+    fn refuses_servers_and_keeps_other_storages_raw() {
         let server = r#"{"apiServer":{"url":"https://host:51515","serverCertFingerprint":"ab"},"caching":{}}"#;
         match parse_config(server.as_bytes(), Path::new("x")).unwrap_err() {
             Error::Unsupported(what) => assert_eq!(what, "repository server connections"),
             other => panic!("unexpected {other:?}"),
         }
-        let s3 = r#"{"storage":{"type":"s3","config":{"bucket":"b"}}}"#;
-        match parse_config(s3.as_bytes(), Path::new("x")).unwrap_err() {
-            Error::Unsupported(what) => assert!(what.contains("s3"), "{what}"),
+        let s3 = r#"{"storage":{"type":"s3","config":{"bucket":"b","prefix":"p-",
+            "secretAccessKey":"s3cr3t","futureKey":[1]}}}"#;
+        let config = parse_config(s3.as_bytes(), Path::new("x")).unwrap();
+        assert_eq!(config.storage.kind, StorageKind::S3);
+        assert_eq!(config.storage.config["prefix"], "p-");
+        assert_eq!(config.storage.local_path(), None);
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+        let unknown = r#"{"storage":{"type":"tape","config":{}}}"#;
+        let config = parse_config(unknown.as_bytes(), Path::new("x")).unwrap();
+        match config.open_storage().unwrap_err() {
+            Error::UnsupportedStorage { kind, .. } => assert_eq!(kind, "tape"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_readonly_connection_opens_a_read_only_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = serde_json::json!({"storage": {"type": "filesystem",
+            "config": {"path": dir.path()}}, "readonly": true});
+        let config = parse_config(json.to_string().as_bytes(), Path::new("x")).unwrap();
+        let storage = config.open_storage().unwrap();
+        assert!(storage.is_read_only());
+        assert!(matches!(
+            storage.writer().unwrap_err(),
+            Error::ReadOnlyStorage { .. }
+        ));
+        // No `.shards` was created in the empty directory.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
@@ -330,8 +325,8 @@ mod tests {
         }
         std::fs::write(&path, SAMPLE).unwrap();
         assert_eq!(
-            load(&path).unwrap().storage.path,
-            PathBuf::from("/srv/repo")
+            load(&path).unwrap().storage.local_path(),
+            Some(PathBuf::from("/srv/repo"))
         );
     }
 }

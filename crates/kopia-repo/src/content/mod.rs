@@ -15,7 +15,7 @@ use crate::epoch::legacy::{CompactionLog, LEGACY_COMPACTION_LOG_PREFIX, LEGACY_I
 use crate::epoch::{self, IndexBlobSet};
 use crate::index::merge::{is_visible, MergedIndex};
 use crate::index::{ContentId, IndexEntry, IndexView};
-use crate::storage::{BlobMetadata, BlobStorage};
+use crate::storage::{BlobMetadata, BlobReader};
 
 pub mod writer;
 use crate::{Error, Result};
@@ -58,14 +58,14 @@ pub struct IndexRefresh {
 /// Reads blobs and contents of one repository.
 #[derive(Clone)]
 pub struct ContentReader {
-    storage: Arc<dyn BlobStorage>,
+    storage: Arc<dyn BlobReader>,
     crypto: Arc<ContentCrypto>,
     layout: IndexLayout,
 }
 
 impl ContentReader {
     pub fn new(
-        storage: Arc<dyn BlobStorage>,
+        storage: Arc<dyn BlobReader>,
         crypto: Arc<ContentCrypto>,
         layout: IndexLayout,
     ) -> Self {
@@ -76,7 +76,7 @@ impl ContentReader {
         }
     }
 
-    pub fn storage(&self) -> &Arc<dyn BlobStorage> {
+    pub fn storage(&self) -> &Arc<dyn BlobReader> {
         &self.storage
     }
 

@@ -15,6 +15,7 @@ use crate::epoch::{self, legacy::LEGACY_INDEX_PREFIX};
 use crate::go_json::go_time;
 use crate::index::{self, ContentId, IndexEntry};
 use crate::pack::{self, PREAMBLE_LENGTH};
+use crate::storage::BlobWriter;
 use crate::{Error, Result};
 
 /// Blob-ID prefix of session markers.
@@ -52,6 +53,8 @@ pub struct WriteFormat {
 /// Writes contents into one repository.
 pub struct ContentWriter {
     reader: ContentReader,
+    /// The same storage as the reader's, with the capability to write.
+    storage: Arc<dyn BlobWriter>,
     format: WriteFormat,
     owner: SessionOwner,
 }
@@ -85,9 +88,15 @@ fn new_pack_blob_id(prefixed: bool, session_id: &str) -> String {
 }
 
 impl ContentWriter {
-    pub fn new(reader: ContentReader, format: WriteFormat, owner: SessionOwner) -> Self {
+    pub fn new(
+        reader: ContentReader,
+        storage: Arc<dyn BlobWriter>,
+        format: WriteFormat,
+        owner: SessionOwner,
+    ) -> Self {
         ContentWriter {
             reader,
+            storage,
             format,
             owner,
         }
@@ -115,7 +124,7 @@ impl ContentWriter {
         let written = self.write_pack_and_index(contents, &session_id, prefixed, now);
         // A marker left behind only keeps Kopia's GC away from our pack for a while; the write
         // itself has succeeded or failed by now.
-        if let Err(e) = self.reader.storage().delete_blob(&marker) {
+        if let Err(e) = self.storage.delete_blob(&marker) {
             tracing::warn!(%marker, error = %e, "could not delete session marker");
         }
         written
@@ -138,7 +147,7 @@ impl ContentWriter {
             Some(session_id),
             &json,
         );
-        self.reader.storage().put_blob(&blob_id, &bytes)?;
+        self.storage.put_blob(&blob_id, &bytes)?;
         Ok(blob_id)
     }
 
@@ -149,7 +158,7 @@ impl ContentWriter {
         prefixed: bool,
         now: DateTime<Utc>,
     ) -> Result<Vec<IndexEntry>> {
-        let storage = self.reader.storage();
+        let storage = &self.storage;
         let pack_blob_id = new_pack_blob_id(prefixed, session_id);
         let (pack, entries) = self.build_pack(contents, &pack_blob_id, now)?;
         storage.put_blob(&pack_blob_id, &pack)?;
@@ -236,7 +245,7 @@ impl ContentWriter {
     /// `n` blob. Redone if the epoch moved by two or more during the write (readers would
     /// then ignore it).
     fn put_index_blob(&self, index_bytes: &[u8], session_id: &str) -> Result<String> {
-        let storage = self.reader.storage();
+        let storage = &self.storage;
         let crypto = self.reader.crypto();
         let encrypt = |prefix: &str, suffix: &str| {
             blob_crypto::encrypt_blob(
@@ -309,7 +318,7 @@ mod tests {
 
     use crate::repository::Repository;
     use crate::storage::filesystem::FilesystemStorage;
-    use crate::storage::{BlobMetadata, BlobStorage};
+    use crate::storage::{BlobMetadata, BlobReader, BlobWriter, Storage};
 
     /// Filesystem storage that fails in one chosen way.
     #[derive(Debug)]
@@ -326,7 +335,7 @@ mod tests {
         IndexPutFails,
     }
 
-    impl BlobStorage for Faulty {
+    impl BlobReader for Faulty {
         fn get_blob(&self, id: &str) -> Result<Vec<u8>> {
             self.inner.get_blob(id)
         }
@@ -340,6 +349,12 @@ mod tests {
         fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
             self.inner.list_blobs(prefix)
         }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+    }
+
+    impl BlobWriter for Faulty {
         fn put_blob(&self, id: &str, data: &[u8]) -> Result<()> {
             if self.fault == Fault::IndexPutFails && id.starts_with("xn") {
                 return Err(Error::Unsupported(format!("test: refusing {id}")));
@@ -348,9 +363,6 @@ mod tests {
         }
         fn delete_blob(&self, id: &str) -> Result<()> {
             self.inner.delete_blob(id)
-        }
-        fn describe(&self) -> String {
-            self.inner.describe()
         }
     }
 
@@ -380,7 +392,7 @@ mod tests {
                 ids
             };
             let (packs_before, indexes_before) = (ids("q"), ids("xn"));
-            let repository = Repository::open(storage.clone(), "pw").unwrap();
+            let repository = Repository::open(Storage::read_write(storage.clone()), "pw").unwrap();
             let writer = repository.content_writer(owner.clone()).unwrap();
             let error = writer
                 .write_contents(&[NewContent {

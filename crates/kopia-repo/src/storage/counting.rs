@@ -1,10 +1,10 @@
-//! A [`BlobStorage`] wrapper that counts the operations passing through it, so that tests and
+//! A [`BlobReader`]/[`BlobWriter`] wrapper that counts the operations passing through it, so that tests and
 //! benchmarks can assert costs ("a refresh when nothing changed lists once and reads nothing").
 //! It changes no behaviour of the wrapped storage.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{BlobMetadata, BlobStorage};
+use super::{BlobMetadata, BlobReader, BlobWriter};
 use crate::error::Result;
 
 /// How many calls of each kind reached the storage. Ranged reads count as gets.
@@ -25,7 +25,7 @@ pub struct CountingStorage<S> {
     deletes: AtomicU64,
 }
 
-impl<S: BlobStorage> CountingStorage<S> {
+impl<S: BlobReader> CountingStorage<S> {
     pub fn new(inner: S) -> Self {
         CountingStorage {
             inner,
@@ -60,7 +60,7 @@ impl<S: BlobStorage> CountingStorage<S> {
     }
 }
 
-impl<S: BlobStorage> BlobStorage for CountingStorage<S> {
+impl<S: BlobReader> BlobReader for CountingStorage<S> {
     fn get_blob(&self, id: &str) -> Result<Vec<u8>> {
         self.gets.fetch_add(1, Ordering::Relaxed);
         self.inner.get_blob(id)
@@ -76,6 +76,12 @@ impl<S: BlobStorage> BlobStorage for CountingStorage<S> {
         self.inner.list_blobs(prefix)
     }
 
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+impl<S: BlobWriter> BlobWriter for CountingStorage<S> {
     fn put_blob(&self, id: &str, data: &[u8]) -> Result<()> {
         self.puts.fetch_add(1, Ordering::Relaxed);
         self.inner.put_blob(id, data)
@@ -84,10 +90,6 @@ impl<S: BlobStorage> BlobStorage for CountingStorage<S> {
     fn delete_blob(&self, id: &str) -> Result<()> {
         self.deletes.fetch_add(1, Ordering::Relaxed);
         self.inner.delete_blob(id)
-    }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
     }
 }
 

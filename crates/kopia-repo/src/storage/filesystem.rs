@@ -1,118 +1,24 @@
 //! Kopia's `filesystem` storage backend (§1.2): one `<id>.f` file per blob, spread over shard
-//! directories described by the `.shards` file, atomic writes through a temp file and rename.
-//! It is byte-compatible with Kopia's layout; it does not retry, throttle or chown like Kopia can.
+//! directories described by the `.shards` file (the layout of [`super::sharded`]), atomic and
+//! durable writes: a temp file, fsync, rename, then an fsync of the directory so the rename
+//! itself survives a crash (Kopia stops at the rename). It is byte-compatible with Kopia's layout; it does not retry, throttle or chown like Kopia can.
 
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Deserialize;
 
-use super::{io_error, BlobMetadata, BlobStorage};
-use crate::error::{DecodeError, Error, Result};
+use super::sharded::{
+    blob_file_path, blob_id_of_file, prefix_compatible, ShardingParameters, SHARDS_FILE,
+};
+use super::{io_error, BlobMetadata, BlobReader, BlobWriter};
+use crate::error::{Error, Result};
 
-/// Suffix of every complete blob file; anything else in the tree is not a blob.
-const COMPLETE_BLOB_SUFFIX: &str = ".f";
-/// Name of the sharding parameters file in the storage root.
-pub const SHARDS_FILE: &str = ".shards";
-/// Kopia's default for `maxNonShardedLength`.
-const DEFAULT_MAX_NON_SHARDED_LENGTH: usize = 20;
-/// Shards Kopia assumes for an existing storage without `.shards` and without `dirShards`.
-const LEGACY_DEFAULT_SHARDS: [usize; 2] = [3, 3];
-/// Shards Kopia writes into `.shards` when it creates a new repository.
-const NEW_REPOSITORY_SHARDS: [usize; 2] = [1, 3];
 /// Kopia's default permissions for blob files and shard directories.
 pub const DEFAULT_FILE_MODE: u32 = 0o600;
 pub const DEFAULT_DIR_MODE: u32 = 0o700;
-
-/// One `overrides` entry of `.shards`: blob IDs starting with `prefix` use `shards`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardOverride {
-    pub prefix: String,
-    #[serde(deserialize_with = "null_as_empty")]
-    pub shards: Vec<usize>,
-}
-
-/// The contents of `.shards` (§1.2.3): how blob IDs map to directories.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShardingParameters {
-    #[serde(rename = "default", default, deserialize_with = "null_as_empty")]
-    pub default_shards: Vec<usize>,
-    #[serde(rename = "maxNonShardedLength", default)]
-    pub max_non_sharded_length: usize,
-    #[serde(
-        default,
-        deserialize_with = "null_as_empty",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub overrides: Vec<ShardOverride>,
-}
-
-/// Go decodes `null` into an empty slice; serde's `default` only covers a missing key.
-fn null_as_empty<'de, D, T>(deserializer: D) -> std::result::Result<Vec<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
-}
-
-impl ShardingParameters {
-    /// Parameters with the given default shards and Kopia's `maxNonShardedLength` of 20.
-    pub fn with_default_shards(shards: Vec<usize>) -> Self {
-        ShardingParameters {
-            default_shards: shards,
-            max_non_sharded_length: DEFAULT_MAX_NON_SHARDED_LENGTH,
-            overrides: Vec::new(),
-        }
-    }
-
-    /// Parses the JSON of a `.shards` file. Unknown keys are ignored, as Go does.
-    pub fn parse(json: &[u8]) -> std::result::Result<Self, DecodeError> {
-        // Go's decoder reads the first JSON value and ignores what follows it.
-        let mut values = serde_json::Deserializer::from_slice(json).into_iter::<Self>();
-        match values.next() {
-            Some(Ok(parameters)) => Ok(parameters),
-            Some(Err(e)) => Err(DecodeError::new(format!(
-                "invalid sharding parameters: {e}"
-            ))),
-            None => Err(DecodeError::new("empty sharding parameters")),
-        }
-    }
-
-    /// The bytes Kopia writes into `.shards`: compact JSON and a trailing newline.
-    pub fn to_json(&self) -> String {
-        let mut json = serde_json::to_string(self).expect("sharding parameters always serialize");
-        json.push('\n');
-        json
-    }
-
-    fn shards_for(&self, blob_id: &str) -> &[usize] {
-        self.overrides
-            .iter()
-            .find(|o| blob_id.starts_with(o.prefix.as_str()))
-            .map_or(self.default_shards.as_slice(), |o| o.shards.as_slice())
-    }
-
-    /// Splits a blob ID into its shard directory names and the remaining file stem (§1.2.2).
-    /// Blob IDs are ASCII; `None` if a cut would fall inside a multi-byte character.
-    pub fn split<'a>(&self, blob_id: &'a str) -> Option<(Vec<&'a str>, &'a str)> {
-        let mut directories = Vec::new();
-        let mut rest = blob_id;
-        if blob_id.len() <= self.max_non_sharded_length {
-            return Some((directories, rest));
-        }
-        for &width in self.shards_for(blob_id) {
-            if rest.len() <= width {
-                break;
-            }
-            directories.push(rest.get(..width)?);
-            rest = rest.get(width..)?;
-        }
-        Some((directories, rest))
-    }
-}
 
 /// Connection options of a filesystem storage, as found in `repository.config` (§1.2.6).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +41,51 @@ impl Default for FilesystemOptions {
     }
 }
 
+/// `storage.config` of a `filesystem` storage (§1.2.6) as Kopia writes it in
+/// `repository.config`: `path`, `fileMode`, `dirMode`, `dirShards`; other keys are ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesystemConfig {
+    pub path: PathBuf,
+    pub options: FilesystemOptions,
+}
+
+#[derive(Deserialize)]
+struct FilesystemJson {
+    #[serde(default)]
+    path: String,
+    #[serde(rename = "fileMode", default)]
+    file_mode: Option<u32>,
+    #[serde(rename = "dirMode", default)]
+    dir_mode: Option<u32>,
+    #[serde(rename = "dirShards", default)]
+    dir_shards: Option<Vec<usize>>,
+}
+
+impl FilesystemConfig {
+    /// Parses the raw `storage.config`; the reason of a failure names the offending key.
+    pub fn from_json(config: &serde_json::Value) -> std::result::Result<Self, String> {
+        let parsed = FilesystemJson::deserialize(config).map_err(|e| e.to_string())?;
+        if parsed.path.is_empty() {
+            return Err("no path".to_string());
+        }
+        Ok(FilesystemConfig {
+            path: PathBuf::from(parsed.path),
+            options: FilesystemOptions {
+                // Go omits zero modes and treats them as "default".
+                file_mode: parsed
+                    .file_mode
+                    .filter(|m| *m != 0)
+                    .unwrap_or(DEFAULT_FILE_MODE),
+                dir_mode: parsed
+                    .dir_mode
+                    .filter(|m| *m != 0)
+                    .unwrap_or(DEFAULT_DIR_MODE),
+                dir_shards: parsed.dir_shards,
+            },
+        })
+    }
+}
+
 /// A Kopia repository directory on a local (or mounted) filesystem.
 #[derive(Debug)]
 pub struct FilesystemStorage {
@@ -142,6 +93,8 @@ pub struct FilesystemStorage {
     sharding: ShardingParameters,
     file_mode: u32,
     dir_mode: u32,
+    /// Makes a directory's entries durable; a seam so tests can see each call.
+    sync_directory: fn(&Path) -> io::Result<()>,
 }
 
 impl FilesystemStorage {
@@ -154,19 +107,20 @@ impl FilesystemStorage {
     /// layout is the config's `dirShards`, else `[3,3]`, as a non-creating Kopia assumes.
     pub fn open_with_options(root: &Path, options: &FilesystemOptions) -> Result<Self> {
         check_root(root)?;
-        let fallback = options
-            .dir_shards
-            .clone()
-            .unwrap_or_else(|| LEGACY_DEFAULT_SHARDS.to_vec());
-        let sharding = match read_shards_file(root)? {
-            Some(parameters) => parameters,
-            None => ShardingParameters::with_default_shards(fallback),
-        };
+        let shards_path = root.join(SHARDS_FILE);
+        let shards_file = read_shards_file(&shards_path)?;
+        let sharding =
+            ShardingParameters::for_existing(shards_file.as_deref(), options.dir_shards.as_deref())
+                .map_err(|e| Error::Config {
+                    path: shards_path,
+                    reason: e.to_string(),
+                })?;
         Ok(FilesystemStorage {
             root: root.to_path_buf(),
             sharding,
             file_mode: options.file_mode,
             dir_mode: options.dir_mode,
+            sync_directory,
         })
     }
 
@@ -175,20 +129,16 @@ impl FilesystemStorage {
     pub fn create(root: &Path) -> Result<Self> {
         let options = FilesystemOptions::default();
         create_dir_all_with_mode(root, options.dir_mode).map_err(|e| io_error(root, e))?;
-        check_root(root)?;
-        let existing = read_shards_file(root)?;
-        let storage = FilesystemStorage {
-            root: root.to_path_buf(),
-            sharding: existing.clone().unwrap_or_else(|| {
-                ShardingParameters::with_default_shards(NEW_REPOSITORY_SHARDS.to_vec())
-            }),
-            file_mode: options.file_mode,
-            dir_mode: options.dir_mode,
-        };
-        if existing.is_none() {
-            let json = storage.sharding.to_json();
-            storage.write_atomically(&root.join(SHARDS_FILE), json.as_bytes())?;
+        let existing = Self::open_with_options(root, &options)?;
+        if root.join(SHARDS_FILE).exists() {
+            return Ok(existing);
         }
+        let storage = FilesystemStorage {
+            sharding: ShardingParameters::for_new_repository(),
+            ..existing
+        };
+        let json = storage.sharding.to_json();
+        storage.write_atomically(&root.join(SHARDS_FILE), json.as_bytes())?;
         Ok(storage)
     }
 
@@ -202,31 +152,17 @@ impl FilesystemStorage {
 
     /// The file that holds (or would hold) the blob.
     pub fn blob_path(&self, blob_id: &str) -> Result<PathBuf> {
-        let invalid = || Error::Io {
-            path: self.root.clone(),
-            source: io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid blob ID {blob_id:?}"),
-            ),
-        };
-        // IDs come from listings and from index entries (untrusted): never let one escape
-        // the root or name a directory.
-        if blob_id.is_empty()
-            || !blob_id
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
-        {
-            return Err(invalid());
-        }
-        let (directories, stem) = self.sharding.split(blob_id).ok_or_else(invalid)?;
+        let (directories, file_name) =
+            blob_file_path(&self.sharding, blob_id).ok_or_else(|| Error::Io {
+                path: self.root.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("invalid blob ID {blob_id:?}"),
+                ),
+            })?;
         let mut path = self.root.clone();
-        for directory in directories {
-            if directory == "." || directory == ".." {
-                return Err(invalid());
-            }
-            path.push(directory);
-        }
-        path.push(format!("{stem}{COMPLETE_BLOB_SUFFIX}"));
+        path.extend(directories);
+        path.push(file_name);
         Ok(path)
     }
 
@@ -290,7 +226,7 @@ impl FilesystemStorage {
                 }
                 continue;
             }
-            let Some(blob_id) = full_name.strip_suffix(COMPLETE_BLOB_SUFFIX) else {
+            let Some(blob_id) = blob_id_of_file(&full_name) else {
                 continue;
             };
             if !blob_id.starts_with(prefix) {
@@ -337,7 +273,10 @@ impl FilesystemStorage {
             let _ = fs::remove_file(&temp_path); // best effort; the write error matters more
             return Err(self.write_error(final_path, e));
         }
-        Ok(())
+        // Until its directory is synced, a crash can undo the rename: the blob would vanish
+        // after we reported it written (and after an index blob that points at it).
+        let directory = final_path.parent().unwrap_or(&self.root);
+        (self.sync_directory)(directory).map_err(|e| io_error(directory, e))
     }
 
     fn write_error(&self, path: &Path, source: io::Error) -> Error {
@@ -372,25 +311,29 @@ impl FilesystemStorage {
                 "the storage root directory does not exist",
             )));
         }
-        match create_dir_with_mode(directory, self.dir_mode) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        let parent = directory.parent().unwrap_or(&self.root);
+        let created = match create_dir_with_mode(directory, self.dir_mode) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let parent = directory.parent().unwrap_or(&self.root);
                 self.create_shard_directories(parent)?;
                 match create_dir_with_mode(directory, self.dir_mode) {
-                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                        Err(io_error(directory, e))
-                    }
-                    _ => Ok(()),
+                    Ok(()) => true,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(io_error(directory, e)),
                 }
             }
-            Err(e) => Err(io_error(directory, e)),
+            Err(e) => return Err(io_error(directory, e)),
+        };
+        // A new shard directory is an entry of its parent: durable only once that is synced.
+        if created {
+            (self.sync_directory)(parent).map_err(|e| io_error(parent, e))?;
         }
+        Ok(())
     }
 }
 
-impl BlobStorage for FilesystemStorage {
+impl BlobReader for FilesystemStorage {
     fn get_blob(&self, id: &str) -> Result<Vec<u8>> {
         let path = self.blob_path(id)?;
         fs::read(&path).map_err(|e| match e.kind() {
@@ -442,6 +385,12 @@ impl BlobStorage for FilesystemStorage {
         Ok(blobs)
     }
 
+    fn describe(&self) -> String {
+        format!("filesystem:{}", self.root.display())
+    }
+}
+
+impl BlobWriter for FilesystemStorage {
     fn put_blob(&self, id: &str, data: &[u8]) -> Result<()> {
         let path = self.blob_path(id)?;
         self.write_atomically(&path, data)
@@ -454,20 +403,6 @@ impl BlobStorage for FilesystemStorage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error(&path, e)),
         }
-    }
-
-    fn describe(&self) -> String {
-        format!("filesystem:{}", self.root.display())
-    }
-}
-
-/// Whether a directory whose accumulated name is `directory_prefix` can contain blob IDs
-/// starting with `prefix` (§1.2.4).
-fn prefix_compatible(directory_prefix: &str, prefix: &str) -> bool {
-    if prefix.len() > directory_prefix.len() {
-        prefix.starts_with(directory_prefix)
-    } else {
-        directory_prefix.starts_with(prefix)
     }
 }
 
@@ -486,17 +421,25 @@ fn check_root(root: &Path) -> Result<()> {
     }
 }
 
-fn read_shards_file(root: &Path) -> Result<Option<ShardingParameters>> {
-    let path = root.join(SHARDS_FILE);
-    match fs::read(&path) {
-        Ok(bytes) => ShardingParameters::parse(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Config {
-                path,
-                reason: e.to_string(),
-            }),
+fn read_shards_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error(&path, e)),
+        Err(e) => Err(io_error(path, e)),
+    }
+}
+
+/// fsync of a directory, which makes renames and new entries in it durable (POSIX). Windows
+/// cannot open a directory for syncing and commits renames itself (MoveFileEx).
+fn sync_directory(directory: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(directory)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = directory;
+        Ok(())
     }
 }
 
@@ -528,108 +471,6 @@ fn create_dir_all_with_mode(path: &Path, mode: u32) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parameters(json: &str) -> ShardingParameters {
-        ShardingParameters::parse(json.as_bytes()).unwrap()
-    }
-
-    fn sharded_path(parameters: &ShardingParameters, blob_id: &str) -> String {
-        let (directories, stem) = parameters.split(blob_id).unwrap();
-        let mut parts: Vec<String> = directories.iter().map(|d| d.to_string()).collect();
-        parts.push(format!("{stem}.f"));
-        parts.join("/")
-    }
-
-    /// Every example of §1.2.2 (Kopia's sharded_test.go).
-    #[test]
-    fn sharding_table() {
-        let legacy = ShardingParameters::with_default_shards(vec![3, 3]);
-        assert_eq!(
-            sharded_path(&legacy, "foobarbaz12345678910123213123"),
-            "foo/bar/baz12345678910123213123.f"
-        );
-        let current = ShardingParameters::with_default_shards(vec![1, 3]);
-        assert_eq!(
-            sharded_path(&current, "foobarbaz12345678910123213123"),
-            "f/oob/arbaz12345678910123213123.f"
-        );
-
-        let with_overrides = parameters(
-            r#"{"default":[3,2,1],"overrides":[{"prefix":"p","shards":[2,2]},
-                {"prefix":"x","shards":[1,1,1]}],"maxNonShardedLength":2}"#,
-        );
-        for (id, path) in [
-            ("ab", "ab.f"),
-            ("defaultsharded", "def/au/l/tsharded.f"),
-            ("phello", "ph/el/lo.f"),
-            ("pgoodbye", "pg/oo/dbye.f"),
-            ("xhello", "x/h/e/llo.f"),
-            ("xbye", "x/b/y/e.f"),
-            ("xo", "xo.f"),
-        ] {
-            assert_eq!(sharded_path(&with_overrides, id), path, "{id}");
-        }
-
-        let long_unsharded = parameters(r#"{"default":[3,3],"maxNonShardedLength":10}"#);
-        assert_eq!(sharded_path(&long_unsharded, "foobarbar"), "foobarbar.f");
-        assert_eq!(
-            sharded_path(&long_unsharded, "foobarbarbar"),
-            "foo/bar/barbar.f"
-        );
-
-        let always_sharded = parameters(r#"{"default":[3,3],"maxNonShardedLength":0}"#);
-        for (id, path) in [
-            ("fo", "fo.f"),
-            ("foo", "foo.f"),
-            ("foob", "foo/b.f"),
-            ("foobar", "foo/bar.f"),
-            ("foobar2", "foo/bar/2.f"),
-        ] {
-            assert_eq!(sharded_path(&always_sharded, id), path, "{id}");
-        }
-    }
-
-    #[test]
-    fn current_repository_layout_examples() {
-        let current = ShardingParameters::with_default_shards(vec![1, 3]);
-        assert_eq!(
-            sharded_path(&current, "kopia.repository"),
-            "kopia.repository.f"
-        );
-        assert_eq!(sharded_path(&current, "xw1700000000"), "xw1700000000.f");
-        let xn0 = "xn0_0123456789abcdef0123456789abcdef-s0123456789abcdef144-c1";
-        assert_eq!(
-            sharded_path(&current, xn0),
-            "x/n0_/0123456789abcdef0123456789abcdef-s0123456789abcdef144-c1.f"
-        );
-        assert!(sharded_path(&current, "xn12_0123456789abcdef0123456789").starts_with("x/n12/_"));
-    }
-
-    #[test]
-    fn shards_file_round_trip_and_go_quirks() {
-        let p = ShardingParameters::with_default_shards(vec![1, 3]);
-        assert_eq!(
-            p.to_json(),
-            "{\"default\":[1,3],\"maxNonShardedLength\":20}\n"
-        );
-        assert_eq!(
-            ShardingParameters::parse(p.to_json().as_bytes()).unwrap(),
-            p
-        );
-        // null, missing keys, unknown keys and trailing bytes are all accepted by Go.
-        let p = parameters(r#"{"default":null,"overrides":null,"extra":1} trailing"#);
-        assert!(p.default_shards.is_empty() && p.overrides.is_empty());
-        assert_eq!(p.max_non_sharded_length, 0);
-        assert!(ShardingParameters::parse(b"").is_err());
-        assert!(ShardingParameters::parse(b"{\"default\":[-1]}").is_err());
-        assert!(ShardingParameters::parse(b"[1,2").is_err());
-    }
-
-    #[test]
-    fn non_ascii_cut_is_refused_not_panicking() {
-        let p = ShardingParameters::with_default_shards(vec![1, 3]);
-        assert!(p.split("éééééééééééééééééééééééé").is_none());
-    }
 
     fn new_storage() -> (tempfile::TempDir, FilesystemStorage) {
         let dir = tempfile::tempdir().unwrap();
@@ -914,13 +755,6 @@ mod tests {
             .put_blob("xn0_00000000000000000000000000000001", b"x")
             .unwrap();
         fs::create_dir_all(dir.path().join("p/abc")).unwrap();
-        assert!(prefix_compatible("x", "xn0_"));
-        assert!(prefix_compatible("xn0_", "xn0_"));
-        assert!(prefix_compatible("xn0_abc", "xn0_"));
-        assert!(prefix_compatible("x", ""));
-        assert!(!prefix_compatible("p", "xn0_"));
-        assert!(!prefix_compatible("xn1_", "xn0_"));
-        assert!(!prefix_compatible("xn0_abc", "xn1"));
 
         // A directory we cannot open is a trap: listing "x" must not walk into it. (Root
         // bypasses permission bits, so only an unprivileged run can check this.)
@@ -969,29 +803,91 @@ mod tests {
     #[test]
     fn hostile_blob_ids_are_refused() {
         let (_dir, storage) = new_storage();
-        for id in [
-            "",
-            "../etc/passwd",
-            "a/b",
-            "a\\b",
-            "with space",
-            "p..abcdefghijklmnopqrstuvwxyz",
-        ] {
-            let p = storage.blob_path(id);
-            if id == "p..abcdefghijklmnopqrstuvwxyz" {
-                // [1,3] cuts "p", "..a": a legitimate (if odd) directory name.
-                assert!(p.is_ok());
-            } else {
-                assert!(p.is_err(), "{id:?}");
-            }
+        for id in ["", "../etc/passwd", "a/b", "a\\b", "with space"] {
+            assert!(storage.blob_path(id).is_err(), "{id:?}");
         }
-        let dots = FilesystemStorage {
-            root: PathBuf::from("/r"),
-            sharding: ShardingParameters::with_default_shards(vec![1, 2]),
-            file_mode: DEFAULT_FILE_MODE,
-            dir_mode: DEFAULT_DIR_MODE,
-        };
-        assert!(dots.blob_path("p..abcdefghijklmnopqrstuvwxyz").is_err());
         assert!(storage.get_blob("../x").is_err());
+        assert!(storage.put_blob("../x", b"x").is_err());
+    }
+
+    thread_local! {
+        static SYNCED: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn recording_sync(directory: &Path) -> io::Result<()> {
+        SYNCED.with(|s| s.borrow_mut().push(directory.to_path_buf()));
+        sync_directory(directory)
+    }
+
+    fn failing_sync(_: &Path) -> io::Result<()> {
+        Err(io::Error::other("sync refused"))
+    }
+
+    #[test]
+    fn every_rename_and_new_shard_directory_is_made_durable() {
+        let (dir, storage) = new_storage();
+        let storage = FilesystemStorage {
+            sync_directory: recording_sync,
+            ..storage
+        };
+        let root = dir.path();
+        storage
+            .put_blob("q0123456789abcdef0123456789abcdef", b"pack")
+            .unwrap();
+        // q/ and q/012/ are new: their parents are synced, then q/012/ for the rename.
+        let synced = SYNCED.with(|s| s.take());
+        assert_eq!(
+            synced,
+            vec![root.to_path_buf(), root.join("q"), root.join("q/012")]
+        );
+        // Existing directories: only the rename's directory.
+        storage
+            .put_blob("q0123456789abcdef0123456789abcdee", b"pack")
+            .unwrap();
+        storage.put_blob("xe0", b"epoch").unwrap();
+        let synced = SYNCED.with(|s| s.take());
+        assert_eq!(synced, vec![root.join("q/012"), root.to_path_buf()]);
+    }
+
+    #[test]
+    fn a_failed_directory_sync_fails_the_put_naming_the_directory() {
+        let (dir, storage) = new_storage();
+        let storage = FilesystemStorage {
+            sync_directory: failing_sync,
+            ..storage
+        };
+        match storage.put_blob("xe0", b"epoch").unwrap_err() {
+            Error::Io { path, source } => {
+                assert_eq!(path, dir.path());
+                assert_eq!(source.to_string(), "sync refused");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_keys_as_kopia_writes_them() {
+        let json = serde_json::json!({"path": "/srv/repo", "fileMode": 416, "dirMode": 0,
+            "dirShards": [2, 2], "unknown": true});
+        let config = FilesystemConfig::from_json(&json).unwrap();
+        assert_eq!(config.path, PathBuf::from("/srv/repo"));
+        assert_eq!(
+            config.options,
+            FilesystemOptions {
+                file_mode: 0o640,
+                dir_mode: DEFAULT_DIR_MODE,
+                dir_shards: Some(vec![2, 2]),
+            }
+        );
+        let minimal = FilesystemConfig::from_json(&serde_json::json!({"path": "/r"})).unwrap();
+        assert_eq!(minimal.options, FilesystemOptions::default());
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"path": ""}),
+            serde_json::json!({"path": "/r", "fileMode": "x"}),
+            serde_json::json!([1]),
+        ] {
+            assert!(FilesystemConfig::from_json(&bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,9 +1,15 @@
 //! Blob storage: the flat namespace of immutable blobs a Kopia repository is made of (§1).
-//! This module defines the synchronous [`BlobStorage`] trait and its implementations; it knows
-//! nothing about what blobs contain (no decryption, no index parsing).
+//! This module defines the synchronous [`BlobReader`] and [`BlobWriter`] traits, the factory
+//! that opens a storage from Kopia's `storage.type`/`storage.config`, and the backends; it
+//! knows nothing about what blobs contain (no decryption, no index parsing).
 
 pub mod counting;
+pub mod factory;
 pub mod filesystem;
+#[cfg(feature = "network")]
+pub mod network;
+pub mod retention;
+pub mod sharded;
 
 use std::io;
 use std::path::Path;
@@ -22,9 +28,10 @@ pub struct BlobMetadata {
     pub timestamp: DateTime<Utc>,
 }
 
-/// A store of blobs addressed by ID. Synchronous on purpose: async callers run it on a
-/// blocking thread pool.
-pub trait BlobStorage: Send + Sync + std::fmt::Debug {
+/// Reading a store of blobs addressed by ID: all a read-only connection (a `pointInTime` view,
+/// a `readonly` client config) can do. Synchronous on purpose: async callers run it on a
+/// blocking thread pool, and network backends drive their own runtime inside.
+pub trait BlobReader: Send + Sync + std::fmt::Debug {
     /// The whole blob. A missing blob is [`Error::BlobNotFound`].
     fn get_blob(&self, id: &str) -> Result<Vec<u8>>;
 
@@ -32,21 +39,79 @@ pub trait BlobStorage: Send + Sync + std::fmt::Debug {
     /// [`Error::TruncatedBlob`].
     fn get_blob_range(&self, id: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
 
-    /// Every blob whose ID starts with `prefix`, in no particular order.
+    /// Every blob whose ID starts with `prefix`, sorted by ID.
     fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>>;
 
+    /// A short human-readable name of the store for messages, e.g. `filesystem:/srv/repo`.
+    fn describe(&self) -> String;
+}
+
+/// Writing to a store of blobs, on top of reading it (rustic_core splits its backends the same
+/// way). Only connections that may write hand one out.
+pub trait BlobWriter: BlobReader {
     /// Stores the blob atomically: readers see either nothing or all of `data`. An existing blob
     /// with the same ID is replaced.
     fn put_blob(&self, id: &str, data: &[u8]) -> Result<()>;
 
     /// Removes the blob; a blob that is already gone is not an error.
     fn delete_blob(&self, id: &str) -> Result<()>;
-
-    /// A short human-readable name of the store for messages, e.g. `filesystem:/srv/repo`.
-    fn describe(&self) -> String;
 }
 
-impl<S: BlobStorage + ?Sized> BlobStorage for Arc<S> {
+/// The read-write capability under the name callers knew before the split.
+pub use self::BlobWriter as BlobStorage;
+
+/// An opened storage with the capability its connection allows: every connection reads, only
+/// a read-write one hands out a writer.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    reader: Arc<dyn BlobReader>,
+    writer: Option<Arc<dyn BlobWriter>>,
+}
+
+impl Storage {
+    pub fn read_only(reader: Arc<dyn BlobReader>) -> Self {
+        Storage {
+            reader,
+            writer: None,
+        }
+    }
+
+    pub fn read_write(writer: Arc<dyn BlobWriter>) -> Self {
+        Storage {
+            reader: Arc::clone(&writer) as Arc<dyn BlobReader>,
+            writer: Some(writer),
+        }
+    }
+
+    pub fn reader(&self) -> &Arc<dyn BlobReader> {
+        &self.reader
+    }
+
+    /// The writer, or [`Error::ReadOnlyStorage`] naming the store for a read-only connection.
+    pub fn writer(&self) -> Result<&Arc<dyn BlobWriter>> {
+        self.writer.as_ref().ok_or_else(|| Error::ReadOnlyStorage {
+            storage: self.reader.describe(),
+        })
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.writer.is_none()
+    }
+}
+
+impl From<Arc<dyn BlobWriter>> for Storage {
+    fn from(writer: Arc<dyn BlobWriter>) -> Self {
+        Storage::read_write(writer)
+    }
+}
+
+impl From<Arc<dyn BlobReader>> for Storage {
+    fn from(reader: Arc<dyn BlobReader>) -> Self {
+        Storage::read_only(reader)
+    }
+}
+
+impl<S: BlobReader + ?Sized> BlobReader for Arc<S> {
     fn get_blob(&self, id: &str) -> Result<Vec<u8>> {
         (**self).get_blob(id)
     }
@@ -56,35 +121,17 @@ impl<S: BlobStorage + ?Sized> BlobStorage for Arc<S> {
     fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
         (**self).list_blobs(prefix)
     }
-    fn put_blob(&self, id: &str, data: &[u8]) -> Result<()> {
-        (**self).put_blob(id, data)
-    }
-    fn delete_blob(&self, id: &str) -> Result<()> {
-        (**self).delete_blob(id)
-    }
     fn describe(&self) -> String {
         (**self).describe()
     }
 }
 
-impl<S: BlobStorage + ?Sized> BlobStorage for Box<S> {
-    fn get_blob(&self, id: &str) -> Result<Vec<u8>> {
-        (**self).get_blob(id)
-    }
-    fn get_blob_range(&self, id: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        (**self).get_blob_range(id, offset, length)
-    }
-    fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
-        (**self).list_blobs(prefix)
-    }
+impl<S: BlobWriter + ?Sized> BlobWriter for Arc<S> {
     fn put_blob(&self, id: &str, data: &[u8]) -> Result<()> {
         (**self).put_blob(id, data)
     }
     fn delete_blob(&self, id: &str) -> Result<()> {
         (**self).delete_blob(id)
-    }
-    fn describe(&self) -> String {
-        (**self).describe()
     }
 }
 
