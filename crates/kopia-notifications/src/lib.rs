@@ -30,5 +30,5 @@ pub use schema::{
 };
 pub use service::{Listing, Notifications};
 pub use store::{
-    ManifestAccess, MemoryStore, NewManifest, StoreError, StoreErrorKind, StoredManifest,
+    ManifestAccess, MemoryStore, NewManifest, Overlay, StoreError, StoreErrorKind, StoredManifest,
 };

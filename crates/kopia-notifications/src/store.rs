@@ -248,6 +248,74 @@ impl ManifestAccess for MemoryStore {
     }
 }
 
+/// A store seen with manifests it does not hold: what a read-only connection would have
+/// written (derived notifications and resolutions), shown locally. Local manifests replace
+/// stored ones of the same ID; every write is refused, so nothing reaches the repository.
+pub struct Overlay<'a> {
+    base: &'a dyn ManifestAccess,
+    local: BTreeMap<String, StoredManifest>,
+}
+
+impl<'a> Overlay<'a> {
+    /// `puts` as if written at `modified`.
+    pub fn new(
+        base: &'a dyn ManifestAccess,
+        puts: Vec<(String, NewManifest)>,
+        modified: DateTime<Utc>,
+    ) -> Self {
+        let local = puts
+            .into_iter()
+            .map(|(id, put)| {
+                let manifest = StoredManifest {
+                    id: id.clone(),
+                    labels: put.labels,
+                    modified,
+                    data: put.data.to_string(),
+                };
+                (id, manifest)
+            })
+            .collect();
+        Overlay { base, local }
+    }
+}
+
+impl ManifestAccess for Overlay<'_> {
+    fn find(&self, filter: &BTreeMap<String, String>) -> Result<Vec<StoredManifest>, StoreError> {
+        let mut found: Vec<StoredManifest> = self
+            .base
+            .find(filter)?
+            .into_iter()
+            .filter(|m| !self.local.contains_key(&m.id))
+            .collect();
+        found.extend(
+            self.local
+                .values()
+                .filter(|m| filter.iter().all(|(k, v)| m.labels.get(k) == Some(v)))
+                .cloned(),
+        );
+        Ok(found)
+    }
+
+    fn write(&mut self, _: Vec<NewManifest>, _: Vec<String>) -> Result<Vec<String>, StoreError> {
+        Err(read_only_overlay())
+    }
+
+    fn write_with_ids(
+        &mut self,
+        _: Vec<(String, NewManifest)>,
+        _: Vec<String>,
+    ) -> Result<(), StoreError> {
+        Err(read_only_overlay())
+    }
+}
+
+fn read_only_overlay() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Other,
+        "local view of a read-only connection: nothing can be written",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,5 +400,39 @@ mod tests {
         assert!(store.find(&BTreeMap::new()).is_err());
         assert!(store.is_empty());
         assert_eq!(store.batches_written(), 0);
+    }
+
+    #[test]
+    fn overlay_shows_local_manifests_and_refuses_writes() {
+        let mut base = MemoryStore::new();
+        base.insert_raw("a1", &[("type", "n")], "{}");
+        base.insert_raw("b2", &[("type", "n")], r#"{"old":true}"#);
+        let put = |data: &str| NewManifest {
+            labels: labels(&[("type", "n")]),
+            data: serde_json::from_str(data).unwrap(),
+        };
+        let modified = base.modified;
+        let mut overlay = Overlay::new(
+            &base,
+            vec![
+                ("b2".into(), put(r#"{"new":true}"#)),
+                ("c3".into(), put("{}")),
+            ],
+            modified,
+        );
+        let mut found = overlay.find(&labels(&[("type", "n")])).unwrap();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        let ids: Vec<&str> = found.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["a1", "b2", "c3"]);
+        assert_eq!(found[1].data, r#"{"new":true}"#);
+        assert!(overlay
+            .find(&labels(&[("type", "other")]))
+            .unwrap()
+            .is_empty());
+        assert!(overlay.write(vec![put("{}")], Vec::new()).is_err());
+        assert!(overlay
+            .write_with_ids(vec![("d4".into(), put("{}"))], Vec::new())
+            .is_err());
+        assert_eq!(base.len(), 2);
     }
 }

@@ -9,8 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use kopia_notifications::health::live::LiveChecks;
 use kopia_notifications::kopia_store::KopiaManifests;
-use kopia_notifications::{Identity, InboxItem, ListOptions, Notifications, Severity, Status};
+use kopia_notifications::{
+    Identity, InboxItem, ListOptions, Notifications, Origin, Overlay, Severity, Status,
+};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -80,39 +83,91 @@ struct Refreshed {
     flushed: Vec<QueuedAck>,
 }
 
-/// Refreshes (or opens) the manifest store, writes queued acknowledgements and lists.
-/// Returns the store for next time, or `None` after a failure so the next try reopens.
+/// An open repository and the health checks that run over it on every refresh.
+pub(crate) struct Opened {
+    manifests: KopiaManifests,
+    checks: LiveChecks,
+}
+
+/// Refreshes (or opens) the manifest store, writes queued acknowledgements, runs the health
+/// checks and lists. Returns the store for next time, or `None` after a failure so the next
+/// try reopens.
 fn refresh_blocking(
-    open: Option<KopiaManifests>,
+    open: Option<Opened>,
     record: &RepoRecord,
     secrets: &dyn crate::secrets::SecretStore,
     identity_override: Option<&str>,
     queued: Vec<QueuedAck>,
     now: DateTime<Utc>,
-) -> (Option<KopiaManifests>, Result<Refreshed, ReachError>) {
+) -> (Option<Opened>, Result<Refreshed, ReachError>) {
     let identity = source::identity_for(record, identity_override);
-    let mut manifests = match open {
-        Some(mut manifests) => match manifests.refresh() {
-            Ok(_) => manifests,
+    let (mut opened, changed) = match open {
+        Some(mut opened) => match opened.manifests.refresh() {
+            Ok(changed) => (opened, changed),
             Err(error) => return (None, Err(ReachError::from_repo(&error))),
         },
         None => match source::open_manifests(record, secrets, &identity) {
-            Ok(manifests) => manifests,
+            Ok(manifests) => {
+                let checks = LiveChecks::default();
+                (Opened { manifests, checks }, true)
+            }
             Err(error) => return (None, Err(error)),
         },
     };
-    match flush_and_list(&mut manifests, identity, queued, now) {
-        Ok(refreshed) => (Some(manifests), Ok(refreshed)),
+    match flush_and_list(&mut opened, changed, identity, queued, now) {
+        Ok(refreshed) => (Some(opened), Ok(refreshed)),
         Err(error) => (None, Err(ReachError::from_domain(&error))),
     }
 }
 
+/// Runs the health checks over the manifests in memory: on a writable connection the new
+/// findings and resolutions are written (deterministic IDs: several machines write each once);
+/// on a read-only one they are returned to be shown locally. A failed check is logged and
+/// leaves the list as the repository has it: it must not take the repository offline.
+fn health_check(
+    opened: &mut Opened,
+    changed: bool,
+    identity: &Identity,
+    now: DateTime<Utc>,
+) -> Vec<(String, kopia_notifications::NewManifest)> {
+    let origin = Origin {
+        user: identity.clone(),
+        command: Some("kopia-notifier".into()),
+    };
+    // Times of day and cron entries are the scheduling machine's wall clock: this one's.
+    match opened.checks.run(
+        &mut opened.manifests,
+        changed,
+        None,
+        &origin,
+        now,
+        &chrono::Local,
+    ) {
+        Ok(outcome) => {
+            for problem in &outcome.problems {
+                tracing::debug!(%problem, "health check");
+            }
+            if outcome.written {
+                Vec::new()
+            } else {
+                outcome.plan.puts()
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "health check failed");
+            Vec::new()
+        }
+    }
+}
+
 fn flush_and_list(
-    manifests: &mut KopiaManifests,
+    opened: &mut Opened,
+    changed: bool,
     identity: Identity,
     queued: Vec<QueuedAck>,
     now: DateTime<Utc>,
 ) -> Result<Refreshed, kopia_notifications::Error> {
+    let manifests = &mut opened.manifests;
     let mut flushed = Vec::new();
     if let Some(config) = manifests.read_only_config() {
         // Queued before the connection became read-only: they can never be written.
@@ -162,7 +217,9 @@ fn flush_and_list(
             }
         }
     }
-    let inbox = Notifications::new(manifests).inbox()?;
+    let unwritten = health_check(opened, changed, &identity, now);
+    let mut overlay = Overlay::new(&opened.manifests, unwritten, now);
+    let inbox = Notifications::new(&mut overlay).inbox()?;
     let options = ListOptions {
         all: true,
         min_severity: Severity::Normal,
@@ -320,7 +377,7 @@ pub(crate) struct Poller {
     messages: mpsc::Receiver<PollerMsg>,
     /// For the filesystem watcher's callback.
     sender: mpsc::Sender<PollerMsg>,
-    open: Option<KopiaManifests>,
+    open: Option<Opened>,
     watcher: Option<RepoWatcher>,
     reach: Reach,
     failures: u32,
@@ -787,8 +844,13 @@ mod tests {
             identity: me.to_string(),
             queued_at: now,
         };
+        let mut opened = Opened {
+            manifests,
+            checks: LiveChecks::default(),
+        };
         let refreshed = flush_and_list(
-            &mut manifests,
+            &mut opened,
+            true,
             me.clone(),
             vec![queued(&written), queued(&pending), queued("0123abcd")],
             now,
@@ -799,8 +861,8 @@ mod tests {
             .items
             .iter()
             .all(|i| i.status == Status::Acknowledged));
-        assert_eq!(refreshed.all_ids.len(), 2);
-        let inbox = Notifications::new(&mut manifests).inbox().unwrap();
+        assert!(refreshed.all_ids.contains(&written) && refreshed.all_ids.contains(&pending));
+        let inbox = Notifications::new(&mut opened.manifests).inbox().unwrap();
         assert_eq!(inbox.acknowledgements().len(), 2, "one per notification");
     }
 
@@ -863,7 +925,7 @@ mod tests {
             )
         );
 
-        let (mut read_only, _) = KopiaManifests::open_client_config(&config).unwrap();
+        let (read_only, _) = KopiaManifests::open_client_config(&config).unwrap();
         assert_eq!(read_only.read_only_config(), Some(config.as_path()));
         fn files(dir: &Path) -> usize {
             std::fs::read_dir(dir)
@@ -878,9 +940,15 @@ mod tests {
             identity: me.to_string(),
             queued_at: now,
         };
-        let refreshed = flush_and_list(&mut read_only, me.clone(), vec![queued], now).unwrap();
+        let mut read_only = Opened {
+            manifests: read_only,
+            checks: LiveChecks::default(),
+        };
+        let refreshed =
+            flush_and_list(&mut read_only, true, me.clone(), vec![queued], now).unwrap();
         assert_eq!(refreshed.flushed.len(), 1);
-        assert_eq!(refreshed.items[0].status, Status::Pending);
+        let item = refreshed.items.iter().find(|i| i.notification.id == id);
+        assert_eq!(item.unwrap().status, Status::Pending);
         assert_eq!(files(&storage), files_before);
     }
 

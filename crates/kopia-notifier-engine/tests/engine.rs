@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use kopia_notifications::kopia_store::KopiaManifests;
+use kopia_notifications::ManifestAccess;
 use kopia_notifications::{
     Draft, Identity, ListOptions, Notifications, Origin, Recipient, Severity,
 };
@@ -671,5 +672,129 @@ async fn demo_creates_a_seeded_repository_once() {
     let overview = engine.overview().await;
     assert_eq!(overview.repositories.len(), 1);
     assert_eq!(overview.notifications.len(), 6, "not seeded twice");
+    engine.shutdown().await;
+}
+
+/// A snapshot manifest shaped as Kopia writes one that failed to read a file (Kopia
+/// `snapshot/manifest.go`; the fields the checks read).
+fn failed_snapshot(path: &str) -> kopia_notifications::NewManifest {
+    let start = Utc::now() - chrono::Duration::minutes(5);
+    let data = serde_json::json!({
+        "id": "",
+        "source": {"host": "laptop", "userName": "alice", "path": path},
+        "description": "",
+        "startTime": start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "endTime": (start + chrono::Duration::seconds(5))
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "stats": {"errorCount": 1, "ignoredErrorCount": 0},
+        "rootEntry": {"name": "x", "type": "d", "summ": {
+            "numFailed": 1, "numIgnoredErrors": 0,
+            "errors": [{"path": "sub/secret.txt", "error": "permission denied"}]}},
+    });
+    let labels = [
+        ("type", "snapshot"),
+        ("hostname", "laptop"),
+        ("username", "alice"),
+        ("path", path),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    kopia_notifications::NewManifest { labels, data }
+}
+
+/// Derived notifications in the repository (written by a health check).
+fn derived_ids(writer: &mut Writer) -> Vec<String> {
+    writer.manifests.refresh().unwrap();
+    let filter = [("derived".to_string(), "snapshot-errors".to_string())].into();
+    writer
+        .manifests
+        .find(&filter)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect()
+}
+
+/// Only Kopia wrote to the repository (a failed snapshot): the engine's refresh runs the
+/// checks, writes the error notification once and pops it; later refreshes write nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_snapshot_pops_an_error_with_nothing_set_up() {
+    let fixture = Fixture::new();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    writer
+        .manifests
+        .write(vec![failed_snapshot("/home/alice")], Vec::new())
+        .unwrap();
+    let (engine, mut events) = fixture.start().await;
+    let repo = fixture.add_repo_as_me(&engine, Some("Test")).await;
+    let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
+    let popped = match event {
+        EngineEvent::NewPending { repo: r, items } => {
+            assert_eq!(r, repo);
+            assert_eq!(items.len(), 1, "{items:?}");
+            assert_eq!(items[0].severity, "error");
+            assert!(items[0].title.contains("/home/alice"), "{:?}", items[0]);
+            items[0].id.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(derived_ids(&mut writer), std::slice::from_ref(&popped));
+
+    engine.check_now().await;
+    events_during(&mut events, Duration::from_millis(500)).await;
+    assert_eq!(derived_ids(&mut writer), [popped], "written once");
+    engine.shutdown().await;
+}
+
+/// A read-only connection (`kopia repository connect --readonly`): the failed snapshot's error
+/// is shown and popped locally, and nothing is written to the repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_connection_shows_findings_and_writes_nothing() {
+    let fixture = Fixture::new();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    writer
+        .manifests
+        .write(vec![failed_snapshot("/home/alice")], Vec::new())
+        .unwrap();
+    let config = fixture.data_dir.with_file_name("readonly.config");
+    let json = serde_json::json!({
+        "storage": {"type": "filesystem", "config": {"path": fixture.repo_path}},
+        "readonly": true,
+    });
+    std::fs::write(&config, json.to_string()).unwrap();
+    // Where Kopia persists the password beside its config, base64.
+    let password_file = format!("{}.kopia-password", config.display());
+    std::fs::write(password_file, base64_std(PASSWORD.as_bytes())).unwrap();
+    let manifests_before = writer.manifests.find(&Default::default()).unwrap().len();
+
+    let (engine, mut events) = fixture.start().await;
+    engine
+        .update_settings(Settings {
+            identity_override: Some(ME.into()),
+            ..Settings::default()
+        })
+        .await
+        .unwrap();
+    engine
+        .add_repository(AddRepository::KopiaConfig { path: config })
+        .await
+        .unwrap();
+    let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
+    match event {
+        EngineEvent::NewPending { items, .. } => {
+            assert_eq!(items.len(), 1, "{items:?}");
+            assert_eq!(items[0].severity, "error");
+            assert!(items[0].title.contains("/home/alice"), "{:?}", items[0]);
+        }
+        other => panic!("{other:?}"),
+    }
+    engine.check_now().await;
+    events_during(&mut events, Duration::from_millis(500)).await;
+    assert!(derived_ids(&mut writer).is_empty(), "nothing written");
+    assert_eq!(
+        writer.manifests.find(&Default::default()).unwrap().len(),
+        manifests_before
+    );
     engine.shutdown().await;
 }

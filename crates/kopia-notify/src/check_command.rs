@@ -9,6 +9,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Args;
 use kopia_notifications::health::check::{run_check, CheckOutcome, Recorded};
+use kopia_notifications::health::live::maintenance_schedule;
 use kopia_notifications::health::upgrade::Versions;
 use kopia_notifications::kopia_store::KopiaManifests;
 use kopia_notifications::{Identity, Origin};
@@ -33,8 +34,7 @@ pub fn run(
 ) -> Result<()> {
     let (mut manifests, client) = KopiaManifests::open_client_config(config_file)?;
     let recorded = Recorded {
-        schedule: kopia_repo::maintenance::read_schedule(manifests.repository())
-            .map_err(|e| format!("maintenance not checked: {e}")),
+        schedule: maintenance_schedule(&manifests),
         versions: kopia_versions(config_file),
     };
     let write = !args.dry_run && !client.readonly;

@@ -8,6 +8,7 @@
 pub mod check;
 pub mod corruption;
 pub mod cron;
+pub mod live;
 pub mod maintenance;
 pub mod overdue;
 pub mod resolution;
