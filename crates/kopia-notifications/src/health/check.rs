@@ -13,7 +13,7 @@ use super::resolution::{plan, CheckPlan, Evidence, RESOLUTION_TYPE};
 use super::schedule::{PolicyTree, POLICY_TYPE as KOPIA_POLICY_TYPE};
 use super::snapshots::{Snapshot, SNAPSHOT_TYPE};
 use super::upgrade::Versions;
-use super::{label as derived_label, DerivedKind};
+use super::{label as derived_label, DerivedKind, Finding};
 use crate::policy::{NotificationPolicies, POLICY_TYPE};
 use crate::schema::{label, Origin, NOTIFICATION_TYPE};
 use crate::store::{ManifestAccess, StoredManifest};
@@ -174,21 +174,39 @@ pub fn run_check<Tz: TimeZone>(
         findings.extend(super::maintenance::check(state, &policies, now));
     }
 
+    let evidence = Evidence {
+        snapshots: &snapshots,
+        maintenance: maintenance.as_ref(),
+    };
+    plan_and_write(
+        store, &findings, &checked, &evidence, origin, now, write, problems,
+    )
+}
+
+/// Plans `findings` of the `checked` kinds against the derived notifications and resolutions
+/// already stored, and writes the plan in one write when `write` is set and it is not empty.
+#[allow(clippy::too_many_arguments)]
+fn plan_and_write(
+    store: &mut dyn ManifestAccess,
+    findings: &[Finding],
+    checked: &BTreeSet<DerivedKind>,
+    evidence: &Evidence<'_>,
+    origin: &Origin,
+    now: DateTime<Utc>,
+    write: bool,
+    problems: Vec<String>,
+) -> Result<CheckOutcome, Error> {
     let derived: Vec<StoredManifest> = of_type(store, NOTIFICATION_TYPE)?
         .into_iter()
         .filter(|m| m.labels.contains_key(derived_label::DERIVED))
         .collect();
     let resolutions = of_type(store, RESOLUTION_TYPE)?;
-    let evidence = Evidence {
-        snapshots: &snapshots,
-        maintenance: maintenance.as_ref(),
-    };
     let plan = plan(
-        &findings,
+        findings,
         &derived,
         &resolutions,
-        &checked,
-        &evidence,
+        checked,
+        evidence,
         origin,
         now,
     )?;
@@ -198,7 +216,7 @@ pub fn run_check<Tz: TimeZone>(
         tracing::info!(
             new = plan.notifications.len(),
             resolved = plan.resolutions.len(),
-            "health check written"
+            "health findings written"
         );
     }
     Ok(CheckOutcome {
@@ -220,33 +238,20 @@ pub fn run_verify(
 ) -> Result<CheckOutcome, Error> {
     let (policies, bad) = NotificationPolicies::from_manifests(&of_type(store, POLICY_TYPE)?);
     let findings = super::corruption::check(report, &policies);
-    let derived: Vec<StoredManifest> = of_type(store, NOTIFICATION_TYPE)?
-        .into_iter()
-        .filter(|m| m.labels.contains_key(derived_label::DERIVED))
-        .collect();
-    let resolutions = of_type(store, RESOLUTION_TYPE)?;
     let evidence = Evidence {
         snapshots: &[],
         maintenance: None,
     };
-    let plan = plan(
+    plan_and_write(
+        store,
         &findings,
-        &derived,
-        &resolutions,
         &[DerivedKind::Corruption].into(),
         &evidence,
         origin,
         now,
-    )?;
-    let written = write && !plan.is_empty();
-    if written {
-        store.write_with_ids(plan.puts(), Vec::new())?;
-    }
-    Ok(CheckOutcome {
-        plan,
-        written,
-        problems: bad.iter().map(ToString::to_string).collect(),
-    })
+        write,
+        bad.iter().map(ToString::to_string).collect(),
+    )
 }
 
 #[cfg(test)]

@@ -195,18 +195,23 @@ pub fn next_slot<Tz: TimeZone>(
     if policy.manual {
         return None;
     }
-    let interval = (policy.interval_seconds > 0).then(|| {
-        let interval = Duration::seconds(policy.interval_seconds);
-        truncate(previous + interval, interval)
-    });
     [
-        interval,
+        interval_slot(policy, previous),
         next_time_of_day(&policy.times_of_day, previous, zone),
         next_cron(&policy.cron, previous, zone),
     ]
     .into_iter()
     .flatten()
     .min()
+}
+
+/// The interval's next slot after `previous`: `(previous + interval)` truncated to the
+/// interval in UTC, as Kopia computes it; `None` without an interval.
+fn interval_slot(policy: &SchedulingPolicy, previous: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    (policy.interval_seconds > 0).then(|| {
+        let interval = Duration::seconds(policy.interval_seconds);
+        truncate(previous + interval, interval)
+    })
 }
 
 /// Kopia's `NextSnapshotTime(previous, now)`: when its scheduler starts the next snapshot.
@@ -221,12 +226,8 @@ pub fn next_snapshot_time<Tz: TimeZone>(
     if policy.manual {
         return None;
     }
-    let interval = (policy.interval_seconds > 0).then(|| {
-        let interval = Duration::seconds(policy.interval_seconds);
-        truncate(previous + interval, interval).max(now)
-    });
     let next = [
-        interval,
+        interval_slot(policy, previous).map(|slot| slot.max(now)),
         next_time_of_day(&policy.times_of_day, now, zone),
         next_cron(&policy.cron, now, zone),
     ]
