@@ -8,6 +8,7 @@ use std::process::Command;
 /// The Tauri commands the window may call; `capabilities/main.json` grants exactly these.
 const COMMANDS: &[&str] = &[
     "overview",
+    "notification",
     "ack",
     "ack_all",
     "check_now",

@@ -1,7 +1,9 @@
 //! The Tauri commands the window calls: thin wrappers over the engine's handle. The window may
 //! call only these (see `capabilities/main.json` and `build.rs`).
 
-use kopia_notifier_engine::{AckResult, AddRepository, EngineHandle, Overview, RepoId, Settings};
+use kopia_notifier_engine::{
+    AckResult, AddRepository, EngineHandle, NotificationView, Overview, RepoId, Settings,
+};
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt as _;
 use tauri_plugin_opener::OpenerExt as _;
@@ -11,6 +13,19 @@ type Reply<T> = Result<T, String>;
 #[tauri::command]
 pub async fn overview(engine: State<'_, EngineHandle>) -> Reply<Overview> {
     Ok(engine.overview().await)
+}
+
+/// One notification's whole text (the overview's rows have no message or details).
+#[tauri::command]
+pub async fn notification(
+    engine: State<'_, EngineHandle>,
+    repo: RepoId,
+    id: String,
+) -> Reply<NotificationView> {
+    engine
+        .notification(repo, &id)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[tauri::command]

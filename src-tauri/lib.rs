@@ -67,6 +67,7 @@ pub fn run() {
         .plugin(tauri_plugin_opener::init())
         .invoke_handler(tauri::generate_handler![
             commands::overview,
+            commands::notification,
             commands::ack,
             commands::ack_all,
             commands::check_now,
@@ -184,7 +185,9 @@ async fn handle_events(
     while let Some(event) = events.recv().await {
         tracing::debug!(?event, "engine event");
         match event {
-            EngineEvent::NewPending { items, .. } => popups.show_new(items).await,
+            EngineEvent::NewPending { items, summary, .. } => {
+                popups.show_new(items, summary).await
+            }
             EngineEvent::Withdrawn { repo, ids } => popups.withdraw(repo, &ids),
             EngineEvent::Changed(_) => {
                 refresh_tray(&app, &engine).await;

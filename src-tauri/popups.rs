@@ -5,16 +5,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use kopia_notifications::inert;
-use kopia_notifier_engine::{EngineHandle, NotificationView, RepoId};
+use kopia_notifications::{inert, Severity};
+use kopia_notifier_engine::{EngineHandle, NotificationView, PopupSummary, RepoId};
 use notify_rust::{Notification, NotificationResponse, Timeout, Urgency};
 use tauri::AppHandle;
 use tokio::sync::oneshot;
 
 use crate::window::{self, Target};
 
-/// More new notifications than this at once become one summary popup.
-pub const MAX_SINGLE_POPUPS: usize = 3;
 /// Popup bodies are a glance, not the whole message; the window has the rest.
 const MAX_BODY_CHARS: usize = 240;
 
@@ -40,10 +38,10 @@ pub fn escape_markup(text: &str) -> String {
 }
 
 /// Errors stay until dismissed; never `low`, which some desktops hide.
-pub fn urgency(severity: &str) -> Urgency {
+pub fn urgency(severity: Severity) -> Urgency {
     match severity {
-        "error" => Urgency::Critical,
-        _ => Urgency::Normal,
+        Severity::Error => Urgency::Critical,
+        Severity::Warning | Severity::Normal => Urgency::Normal,
     }
 }
 
@@ -61,24 +59,26 @@ pub fn short_message(message: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Popup {
     Single(NotificationView),
-    /// Stands for several new notifications; clicking it opens the window's list.
-    Summary {
-        count: usize,
-        severity: String,
-        body: String,
-    },
+    /// Stands for several new notifications (the engine's popup budget decided); clicking it
+    /// opens the window's list.
+    Summary(PopupSummary),
 }
 
-/// One popup per new notification, or one summary when there are more than
-/// [`MAX_SINGLE_POPUPS`].
-pub fn plan(items: &[NotificationView]) -> Vec<Popup> {
-    if items.len() <= MAX_SINGLE_POPUPS {
-        return items.iter().cloned().map(Popup::Single).collect();
-    }
-    let count_of = |severity: &str| items.iter().filter(|n| n.severity == severity).count();
-    let (errors, warnings, normal) = (count_of("error"), count_of("warning"), count_of("normal"));
+/// The popups of one `NewPending` event: one per item, and the summary if there is one.
+pub fn plan(items: Vec<NotificationView>, summary: Option<PopupSummary>) -> Vec<Popup> {
+    let mut popups: Vec<Popup> = items.into_iter().map(Popup::Single).collect();
+    popups.extend(summary.map(Popup::Summary));
+    popups
+}
+
+/// "2 errors, 3 warnings in nas".
+pub fn summary_body(summary: &PopupSummary) -> String {
     let mut parts = Vec::new();
-    for (count, word) in [(errors, "error"), (warnings, "warning"), (normal, "notice")] {
+    for (count, word) in [
+        (summary.errors, "error"),
+        (summary.warnings, "warning"),
+        (summary.normal, "notice"),
+    ] {
         if count > 0 {
             parts.push(format!(
                 "{count} {word}{}",
@@ -86,20 +86,7 @@ pub fn plan(items: &[NotificationView]) -> Vec<Popup> {
             ));
         }
     }
-    let mut repos: Vec<&str> = items.iter().map(|n| n.repo_name.as_str()).collect();
-    repos.dedup();
-    let severity = if errors > 0 {
-        "error"
-    } else if warnings > 0 {
-        "warning"
-    } else {
-        "normal"
-    };
-    vec![Popup::Summary {
-        count: items.len(),
-        severity: severity.to_string(),
-        body: format!("{} in {}", parts.join(", "), repos.join(", ")),
-    }]
+    format!("{} in {}", parts.join(", "), summary.repository)
 }
 
 impl Popup {
@@ -127,9 +114,9 @@ impl Popup {
                     escape_markup(&inert::text(&body)),
                 )
             }
-            Popup::Summary { count, body, .. } => (
-                Popup::summary_title(*count),
-                escape_markup(&inert::text(body)),
+            Popup::Summary(summary) => (
+                Popup::summary_title(summary.count),
+                escape_markup(&inert::text(&summary_body(summary))),
             ),
         }
     }
@@ -149,12 +136,12 @@ impl Popup {
         let severity = match self {
             Popup::Single(n) => {
                 popup.action(ACTION_ACKNOWLEDGE, "Acknowledge");
-                n.severity.as_str()
+                n.severity
             }
-            Popup::Summary { severity, .. } => severity.as_str(),
+            Popup::Summary(summary) => summary.severity(),
         };
         popup.urgency(urgency(severity));
-        if severity == "error" {
+        if severity == Severity::Error {
             popup.timeout(Timeout::Never);
         }
         popup
@@ -183,39 +170,27 @@ impl Popups {
         }
     }
 
-    /// Shows the popups for new pending notifications of one repository and records them as
-    /// shown, so they never pop up again.
-    pub async fn show_new(&self, items: Vec<NotificationView>) {
+    /// Shows the popups for new pending notifications of one repository (the engine recorded
+    /// them as shown already, so they never pop up again, even if no server shows them).
+    pub async fn show_new(&self, items: Vec<NotificationView>, summary: Option<PopupSummary>) {
         let icon = self
             .icon
             .as_ref()
             .and_then(|p| p.to_str())
             .map(str::to_owned);
-        for popup in plan(&items) {
-            let covered: Vec<&NotificationView> = match &popup {
-                Popup::Single(n) => items.iter().filter(|i| i.id == n.id).collect(),
-                Popup::Summary { .. } => items.iter().collect(),
-            };
-            // Recorded only once shown: without a notification server, the next poll retries.
-            if !self.show(popup, icon.as_deref()).await {
-                continue;
-            }
-            for n in covered {
-                if let Err(error) = self.engine.mark_popup_shown(n.repo, &n.id).await {
-                    tracing::warn!("recording popup of {} as shown: {error}", n.id);
-                }
-            }
+        for popup in plan(items, summary) {
+            self.show(popup, icon.as_deref()).await;
         }
     }
 
-    /// Shows one popup and leaves a task waiting for its action; false if it could not be shown.
-    async fn show(&self, popup: Popup, icon: Option<&str>) -> bool {
+    /// Shows one popup and leaves a task waiting for its action.
+    async fn show(&self, popup: Popup, icon: Option<&str>) {
         let key = notification_key(&popup);
         let handle = match popup.to_notification(icon).show_async().await {
             Ok(handle) => handle,
             Err(error) => {
                 tracing::warn!("showing a popup failed: {error}");
-                return false;
+                return;
             }
         };
         // Only single popups can be withdrawn; a summary stays until dismissed or clicked.
@@ -252,7 +227,6 @@ impl Popups {
                 this.respond(&popup, response).await;
             }
         });
-        true
     }
 
     async fn respond(&self, popup: &Popup, response: NotificationResponse) {
@@ -274,7 +248,7 @@ impl Popups {
                     id: n.id.clone(),
                 }),
             ),
-            (Popup::Summary { .. }, "default" | ACTION_OPEN) => {
+            (Popup::Summary(_), "default" | ACTION_OPEN) => {
                 window::open(&self.app, Some(Target::List))
             }
             _ => {}
@@ -302,7 +276,7 @@ impl Popups {
 fn notification_key(popup: &Popup) -> Option<(RepoId, String)> {
     match popup {
         Popup::Single(n) => Some((n.repo, n.id.clone())),
-        Popup::Summary { .. } => None,
+        Popup::Summary(_) => None,
     }
 }
 
@@ -311,12 +285,14 @@ mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
 
-    fn item(id: &str, severity: &str) -> NotificationView {
+    fn item(id: &str, severity: Severity) -> NotificationView {
         NotificationView {
             repo: 1,
             repo_name: "nas".into(),
             id: id.into(),
-            severity: severity.into(),
+            severity,
+            kind: kopia_notifications::SourceKind::Custom,
+            snapshot_source: None,
             title: format!("title {id}"),
             message: "message".into(),
             details: String::new(),
@@ -325,7 +301,16 @@ mod tests {
             created: Utc.with_ymd_and_hms(2025, 1, 10, 10, 0, 0).unwrap(),
             acknowledged_at: None,
             ack_pending: false,
+            resolved: None,
         }
+    }
+
+    fn summary(errors: usize, warnings: usize, repository: &str) -> PopupSummary {
+        PopupSummary::of(
+            repository,
+            std::iter::repeat_n(Severity::Error, errors)
+                .chain(std::iter::repeat_n(Severity::Warning, warnings)),
+        )
     }
 
     #[test]
@@ -339,27 +324,22 @@ mod tests {
 
     #[test]
     fn summaries_are_plain_text_and_bodies_markup_both_inert() {
-        let mut n = item("a", "error");
+        let mut n = item("a", Severity::Error);
         n.title = "A & B \u{202e}exe.pdf\u{1b}[2J".into();
         n.message = "line\n\u{200b}x & y".into();
         let (summary, body) = Popup::Single(n).texts();
         assert_eq!(summary, "A & B \\u{202e}exe.pdf\\x1b[2J");
         assert_eq!(body, "line\n\\u{200b}x &amp; y\nlaptop · nas");
-        let (summary, body) = Popup::Summary {
-            count: 4,
-            severity: "error".into(),
-            body: "4 errors in R&D \u{202e}".into(),
-        }
-        .texts();
+        let (summary, body) = Popup::Summary(summary(4, 0, "R&D \u{202e}")).texts();
         assert_eq!(summary, "4 new Kopia notifications");
         assert_eq!(body, "4 errors in R&amp;D \\u{202e}");
     }
 
     #[test]
     fn urgency_is_critical_for_errors_and_never_low() {
-        assert_eq!(urgency("error"), Urgency::Critical);
-        assert_eq!(urgency("warning"), Urgency::Normal);
-        assert_eq!(urgency("normal"), Urgency::Normal);
+        assert_eq!(urgency(Severity::Error), Urgency::Critical);
+        assert_eq!(urgency(Severity::Warning), Urgency::Normal);
+        assert_eq!(urgency(Severity::Normal), Urgency::Normal);
     }
 
     #[test]
@@ -372,39 +352,32 @@ mod tests {
     }
 
     #[test]
-    fn up_to_three_new_items_pop_up_one_by_one() {
+    fn items_pop_one_by_one_and_a_summary_stands_for_the_rest() {
         let items = vec![
-            item("a", "error"),
-            item("b", "warning"),
-            item("c", "normal"),
+            item("a", Severity::Error),
+            item("b", Severity::Warning),
+            item("c", Severity::Normal),
         ];
-        let popups = plan(&items);
+        let popups = plan(items, None);
         assert_eq!(popups.len(), 3);
         assert!(matches!(&popups[1], Popup::Single(n) if n.id == "b"));
-    }
 
-    #[test]
-    fn more_than_three_become_one_summary() {
-        let items: Vec<_> = ["a", "b", "c", "d", "e"]
-            .iter()
-            .enumerate()
-            .map(|(i, id)| item(id, if i < 2 { "error" } else { "warning" }))
-            .collect();
-        let popups = plan(&items);
-        assert_eq!(
-            popups,
-            vec![Popup::Summary {
-                count: 5,
-                severity: "error".into(),
-                body: "2 errors, 3 warnings in nas".into()
-            }]
-        );
-        assert_eq!(Popup::summary_title(5), "5 new Kopia notifications");
+        let popups = plan(Vec::new(), Some(summary(2, 3, "nas")));
+        assert_eq!(popups, vec![Popup::Summary(summary(2, 3, "nas"))]);
+        let (title, body) = popups[0].texts();
+        assert_eq!(title, "5 new Kopia notifications");
+        assert_eq!(body, "2 errors, 3 warnings in nas");
+        let popup = popups[0].to_notification(None);
+        assert_eq!(popup.timeout, Timeout::Never);
+        // A summary cannot be acknowledged from the popup: it opens the list.
+        assert!(!popup.actions.iter().any(|a| a == "acknowledge"));
+        let quiet = Popup::Summary(summary(0, 1, "nas")).to_notification(None);
+        assert_eq!(quiet.timeout, Timeout::Default);
     }
 
     #[test]
     fn single_popup_escapes_text_and_sets_urgency_and_actions() {
-        let mut n = item("a", "error");
+        let mut n = item("a", Severity::Error);
         n.title = "<i>disk</i> & more".into();
         n.message = "A & <b>B</b>".into();
         let popup = Popup::Single(n).to_notification(Some("/x/icon.png"));
@@ -422,7 +395,7 @@ mod tests {
             .hints
             .contains(&notify_rust::Hint::Urgency(Urgency::Critical)));
 
-        let warning = Popup::Single(item("b", "warning")).to_notification(None);
+        let warning = Popup::Single(item("b", Severity::Warning)).to_notification(None);
         assert_eq!(warning.timeout, Timeout::Default);
         assert!(warning
             .hints

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Local, NaiveTime, TimeZone, Utc};
-use kopia_notifications::inert;
+use kopia_notifications::{inert, Severity};
 use kopia_notifier_engine::{NotificationView, Overview, RepoId, TrayIcon};
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
@@ -70,7 +70,7 @@ pub fn menu_model(
     let mut pending: Vec<&NotificationView> = overview
         .notifications
         .iter()
-        .filter(|n| n.acknowledged_at.is_none() && !n.ack_pending)
+        .filter(|n| n.is_pending() && !n.ack_pending)
         .collect();
     pending.sort_by_key(|n| std::cmp::Reverse(n.created));
     for n in pending.iter().take(LATEST_IN_MENU) {
@@ -99,10 +99,10 @@ pub fn menu_model(
 /// marker, so it is doubled to show as itself; controls, bidi and zero-width characters from
 /// the repository show as visible escapes.
 pub fn notification_label(n: &NotificationView) -> String {
-    let glyph = match n.severity.as_str() {
-        "error" => "✕",
-        "warning" => "⚠",
-        _ => "ℹ",
+    let glyph = match n.severity {
+        Severity::Error => "✕",
+        Severity::Warning => "⚠",
+        Severity::Normal => "ℹ",
     };
     let mut text = inert::line(&n.title).into_owned();
     if !n.origin_host.is_empty() {
@@ -274,12 +274,14 @@ mod tests {
     use super::*;
     use kopia_notifier_engine::TrayState;
 
-    fn item(id: &str, severity: &str, minute: u32) -> NotificationView {
+    fn item(id: &str, severity: Severity, minute: u32) -> NotificationView {
         NotificationView {
             repo: 1,
             repo_name: "nas".into(),
             id: id.into(),
-            severity: severity.into(),
+            severity,
+            kind: kopia_notifications::SourceKind::Custom,
+            snapshot_source: None,
             title: format!("Title {id}"),
             message: String::new(),
             details: String::new(),
@@ -288,6 +290,7 @@ mod tests {
             created: Utc.with_ymd_and_hms(2025, 1, 10, 10, minute, 0).unwrap(),
             acknowledged_at: None,
             ack_pending: false,
+            resolved: None,
         }
     }
 
@@ -306,12 +309,19 @@ mod tests {
 
     #[test]
     fn menu_lists_status_latest_pending_and_all_actions() {
-        let mut acked = item("acked", "error", 59);
+        let mut acked = item("acked", Severity::Error, 59);
         acked.acknowledged_at = Some(now());
         let mut notifications: Vec<_> = (0..7)
-            .map(|i| item(&format!("n{i}"), "warning", i))
+            .map(|i| item(&format!("n{i}"), Severity::Warning, i))
             .collect();
         notifications.push(acked);
+        // Resolved by itself: history, not in the menu.
+        let mut resolved = item("resolved", Severity::Error, 58);
+        resolved.resolved = Some(kopia_notifier_engine::ResolvedView {
+            at: now(),
+            reason: "a newer snapshot succeeded".into(),
+        });
+        notifications.push(resolved);
         let entries = menu_model(
             &overview(notifications, TrayState::default()),
             "7 warnings".into(),
@@ -362,7 +372,7 @@ mod tests {
 
     #[test]
     fn labels_carry_a_glyph_host_and_literal_ampersands() {
-        let mut n = item("a", "error", 0);
+        let mut n = item("a", Severity::Error, 0);
         n.title = "Backup & restore".into();
         assert_eq!(notification_label(&n), "✕ Backup && restore — laptop");
         let mut hostile = n.clone();

@@ -5,6 +5,8 @@
 
 pub mod bench;
 pub mod servers;
+pub mod link;
+pub mod unprivileged;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;

@@ -5,9 +5,11 @@ import { h, replaceChildren } from "./dom";
 import {
   DEFAULT_FILTER,
   type Filter,
+  isSettled,
   keyAction,
   moveSelection,
   notificationKey,
+  sourcesOf,
   statusLine,
   visibleNotifications,
 } from "./model";
@@ -16,11 +18,18 @@ import { renderDetail, renderEmpty, renderList, renderOnboarding, renderSettings
 
 type View = { kind: "list" } | { kind: "detail"; repo: number; id: string } | { kind: "settings"; settings: Settings };
 
+/** Rows rendered at once; "Show more" adds as many again. */
+export const PAGE_SIZE = 200;
+
 export class App {
   private overview: Overview | null = null;
   private view: View = { kind: "list" };
   private filter: Filter = { ...DEFAULT_FILTER };
   private selectedKey: string | null = null;
+  /** How many rows of the list are rendered. */
+  private limit = PAGE_SIZE;
+  /** The open notification's whole text, fetched when it is opened. */
+  private detail: NotificationView | null = null;
   private error = "";
   /** Shown in the settings view until it is left ("Saved."), surviving re-renders. */
   private settingsNotice = "";
@@ -46,7 +55,22 @@ export class App {
   show(target: { repo: number; id: string }): void {
     this.view = { kind: "detail", repo: target.repo, id: target.id };
     this.selectedKey = notificationKey(target);
+    this.detail = null;
     this.render();
+    void this.loadDetail(target);
+  }
+
+  private async loadDetail(target: { repo: number; id: string }): Promise<void> {
+    try {
+      const full = await this.backend.notification(target.repo, target.id);
+      if (this.view.kind === "detail" && notificationKey(this.view) === notificationKey(full)) {
+        this.detail = full;
+        this.render();
+      }
+    } catch (e) {
+      this.error = String(e);
+      this.render();
+    }
   }
 
   showList(): void {
@@ -65,8 +89,14 @@ export class App {
     this.render();
   }
 
-  private rows(): NotificationView[] {
+  /** The filtered rows, all of them. */
+  private allRows(): NotificationView[] {
     return this.overview ? visibleNotifications(this.overview.notifications, this.filter) : [];
+  }
+
+  /** The rows rendered now: the first `limit` of them. */
+  private rows(): NotificationView[] {
+    return this.allRows().slice(0, this.limit);
   }
 
   private find(repo: number, id: string): NotificationView | undefined {
@@ -178,8 +208,11 @@ export class App {
       return renderOnboarding({ add });
     }
     if (this.view.kind === "detail") {
-      const n = this.find(this.view.repo, this.view.id);
-      if (n) {
+      const row = this.find(this.view.repo, this.view.id);
+      if (row) {
+        // The row has the current state (acknowledged, resolved); the fetched view the text.
+        const full = this.detail && notificationKey(this.detail) === notificationKey(row) ? this.detail : null;
+        const n = full ? { ...row, message: full.message, details: full.details } : row;
         return renderDetail(n, now, {
           back: () => this.showList(),
           acknowledge: (item) => void this.acknowledge(item),
@@ -190,15 +223,17 @@ export class App {
       // Gone (expired or collected): fall back to the list.
       this.view = { kind: "list" };
     }
-    const rows = this.rows();
+    const all = this.allRows();
+    const rows = all.slice(0, this.limit);
     if (this.selectedKey === null || !rows.some((n) => notificationKey(n) === this.selectedKey)) {
       this.selectedKey = rows.length ? notificationKey(rows[0]) : null;
     }
-    const pending = overview.notifications.filter((n) => n.acknowledgedAt === null && !n.ackPending).length;
-    const filtered = this.filter.severity !== "all" || this.filter.repo !== "all";
-    const toolbar = renderToolbar(this.filter, overview.repositories, pending, {
+    const pending = overview.notifications.filter((n) => !isSettled(n)).length;
+    const filtered = this.filter.severity !== "all" || this.filter.repo !== "all" || this.filter.source !== "all";
+    const toolbar = renderToolbar(this.filter, overview.repositories, sourcesOf(overview.notifications), pending, {
       change: (filter) => {
         this.filter = filter;
+        this.limit = PAGE_SIZE;
         this.render();
       },
     });
@@ -209,7 +244,26 @@ export class App {
     const body = rows.length
       ? renderList(rows, this.selectedKey, now, { open: (n) => this.show(n) })
       : renderEmpty(this.filter.tab, filtered);
-    const wrap = h("div", { class: "list-view" }, toolbar, body, footer);
+    const more =
+      all.length > rows.length
+        ? h(
+            "button",
+            {
+              class: "link-button show-more",
+              id: "show-more",
+              testid: "show-more",
+              type: "button",
+              on: {
+                click: () => {
+                  this.limit += PAGE_SIZE;
+                  this.render();
+                },
+              },
+            },
+            `Show ${Math.min(PAGE_SIZE, all.length - rows.length)} more (${all.length - rows.length} not shown)`,
+          )
+        : null;
+    const wrap = h("div", { class: "list-view" }, toolbar, body, more, footer);
     return wrap;
   }
 }

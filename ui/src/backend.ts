@@ -3,10 +3,11 @@
 
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
-import type { AddRepositoryRequest, Backend, Overview, Settings } from "./types";
+import type { AddRepositoryRequest, Backend, NotificationView, Overview, Settings } from "./types";
 
 export const tauriBackend: Backend = {
   overview: () => invoke<Overview>("overview"),
+  notification: (repo, id) => invoke<NotificationView>("notification", { repo, id }),
   ack: (repo, id) => invoke<string>("ack", { repo, id }),
   ackAll: () => invoke<number>("ack_all"),
   checkNow: () => invoke<void>("check_now"),

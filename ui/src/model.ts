@@ -1,7 +1,7 @@
 // Pure functions behind the window: filtering, ordering, wording and keyboard mapping.
 // No DOM and no IPC here, so everything is unit-tested in plain node.
 
-import type { NotificationView, Severity, TrayState } from "./types";
+import type { NotificationView, Severity, SnapshotSource, SourceKind, TrayState } from "./types";
 
 export type Tab = "pending" | "history";
 export type SeverityFilter = Severity | "all";
@@ -11,9 +11,11 @@ export interface Filter {
   severity: SeverityFilter;
   /** A repository id, or "all". */
   repo: number | "all";
+  /** A snapshot source as `sourceLabel` writes it, or "all". */
+  source: string | "all";
 }
 
-export const DEFAULT_FILTER: Filter = { tab: "pending", severity: "all", repo: "all" };
+export const DEFAULT_FILTER: Filter = { tab: "pending", severity: "all", repo: "all", source: "all" };
 
 const SEVERITY_RANK: Record<Severity, number> = { error: 2, warning: 1, normal: 0 };
 
@@ -26,19 +28,43 @@ export function isAcknowledged(n: NotificationView): boolean {
   return n.acknowledgedAt !== null || n.ackPending;
 }
 
+/** In history rather than pending: acknowledged (here or queued) or resolved by itself. */
+export function isSettled(n: NotificationView): boolean {
+  return isAcknowledged(n) || n.resolved !== null;
+}
+
+/** When a settled notification left the pending list: acknowledged, else resolved. */
+export function settledAt(n: NotificationView): string {
+  return n.acknowledgedAt ?? n.resolved?.at ?? n.created;
+}
+
+/** `user@host:/path`, as Kopia names a snapshot source. */
+export function sourceLabel(source: SnapshotSource): string {
+  return `${source.userName}@${source.host}:${source.path}`;
+}
+
+/** The distinct snapshot sources of some notifications, sorted, for the source filter. */
+export function sourcesOf(all: NotificationView[]): string[] {
+  const labels = new Set<string>();
+  for (const n of all) {
+    if (n.snapshotSource) labels.add(sourceLabel(n.snapshotSource));
+  }
+  return [...labels].sort();
+}
+
 /**
  * The rows of the list for a filter: pending ones newest first; history (acknowledged, including
- * acknowledgements still queued) most recently acknowledged first.
+ * acknowledgements still queued, and resolved) most recently settled first.
  */
 export function visibleNotifications(all: NotificationView[], filter: Filter): NotificationView[] {
   const rows = all.filter(
     (n) =>
-      (filter.tab === "history") === isAcknowledged(n) &&
+      (filter.tab === "history") === isSettled(n) &&
       (filter.severity === "all" || n.severity === filter.severity) &&
-      (filter.repo === "all" || n.repo === filter.repo),
+      (filter.repo === "all" || n.repo === filter.repo) &&
+      (filter.source === "all" || (n.snapshotSource !== null && sourceLabel(n.snapshotSource) === filter.source)),
   );
-  const time = (n: NotificationView) =>
-    Date.parse(filter.tab === "history" ? (n.acknowledgedAt ?? n.created) : n.created) || 0;
+  const time = (n: NotificationView) => Date.parse(filter.tab === "history" ? settledAt(n) : n.created) || 0;
   return rows.sort((a, b) => time(b) - time(a) || SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity]);
 }
 
@@ -68,6 +94,14 @@ export const SEVERITY_LABEL: Record<Severity, string> = {
   error: "Error",
   warning: "Warning",
   normal: "Info",
+};
+
+export const KIND_LABEL: Record<SourceKind, string> = {
+  snapshot: "Snapshot",
+  maintenance: "Maintenance",
+  corruption: "Corruption",
+  upgrade: "Upgrade",
+  custom: "Message",
 };
 
 /** A glyph per severity, so severity never rests on colour alone. */

@@ -3,11 +3,29 @@
 
 export type Severity = "error" | "warning" | "normal";
 
+/** What a notification is about (the design's notification sources). */
+export type SourceKind = "snapshot" | "maintenance" | "corruption" | "upgrade" | "custom";
+
+/** The Kopia snapshot source a notification concerns. */
+export interface SnapshotSource {
+  host: string;
+  userName: string;
+  path: string;
+}
+
+/** Why and when a derived notification resolved itself (its cause is gone). */
+export interface ResolvedView {
+  at: string;
+  reason: string;
+}
+
 export interface NotificationView {
   repo: number;
   repoName: string;
   id: string;
   severity: Severity;
+  kind: SourceKind;
+  snapshotSource: SnapshotSource | null;
   title: string;
   message: string;
   details: string;
@@ -16,6 +34,8 @@ export interface NotificationView {
   created: string;
   acknowledgedAt: string | null;
   ackPending: boolean;
+  /** Set once the cause is gone: kept in history, never pending again. */
+  resolved: ResolvedView | null;
 }
 
 export interface TrayState {
@@ -52,6 +72,8 @@ export interface Overview {
 
 export interface Settings {
   pollIntervalSecs: number;
+  /** Repositories on network storage: each check is a (billed) request. */
+  networkPollIntervalSecs: number;
   minPopupSeverity: Severity;
   identityOverride: string | null;
   launchAtLogin: boolean;
@@ -64,6 +86,8 @@ export type AddRepositoryRequest =
 /** The commands the window calls; main.ts binds them to Tauri, tests to fakes. */
 export interface Backend {
   overview(): Promise<Overview>;
+  /** One notification with its message and details (the overview's rows have neither). */
+  notification(repo: number, id: string): Promise<NotificationView>;
   ack(repo: number, id: string): Promise<"written" | "queued" | string>;
   ackAll(): Promise<number>;
   checkNow(): Promise<void>;

@@ -6,6 +6,7 @@ import {
   type Filter,
   type SeverityFilter,
   type Tab,
+  KIND_LABEL,
   SEVERITY_GLYPH,
   SEVERITY_LABEL,
   formatAge,
@@ -14,6 +15,7 @@ import {
   linkLabel,
   linkTooltip,
   notificationKey,
+  sourceLabel,
 } from "./model";
 import type { AddRepositoryRequest, NotificationView, RepositoryView, Settings, Severity } from "./types";
 
@@ -32,6 +34,7 @@ export interface ToolbarHandlers {
 export function renderToolbar(
   filter: Filter,
   repositories: RepositoryView[],
+  sources: string[],
   pendingCount: number,
   handlers: ToolbarHandlers,
 ): HTMLElement {
@@ -82,6 +85,19 @@ export function renderToolbar(
     ...repositories.map((r) => option(String(r.id), r.name, filter.repo === r.id)),
   );
 
+  // Sources are repository text: option labels are set as text, never as markup.
+  const source = h(
+    "select",
+    {
+      id: "filter-source",
+      testid: "filter-source",
+      attrs: { "aria-label": "Snapshot source" },
+      on: { change: () => handlers.change({ ...filter, source: source.value }) },
+    },
+    option("all", "All sources", filter.source === "all"),
+    ...sources.map((label) => option(label, label, filter.source === label)),
+  );
+
   return h(
     "div",
     { class: "toolbar" },
@@ -89,9 +105,9 @@ export function renderToolbar(
       "div",
       { class: "tabs", attrs: { role: "tablist" } },
       tab("pending", pendingCount ? `Pending (${pendingCount})` : "Pending"),
-      tab("history", "Acknowledged"),
+      tab("history", "History"),
     ),
-    h("div", { class: "filters" }, severity, repositories.length > 1 ? repo : null),
+    h("div", { class: "filters" }, severity, repositories.length > 1 ? repo : null, sources.length > 0 ? source : null),
   );
 }
 
@@ -140,12 +156,22 @@ export function renderList(
           h(
             "div",
             { class: "row-meta" },
-            n.originHost ? h("span", { class: "host" }, n.originHost) : null,
+            n.snapshotSource
+              ? h("span", { class: "source", testid: "row-source" }, sourceLabel(n.snapshotSource))
+              : n.originHost
+                ? h("span", { class: "host" }, n.originHost)
+                : null,
             h("span", { class: "repo" }, n.repoName),
             n.ackPending ? h("span", { class: "pending-sync", title: "Will be written when the repository is reachable" }, "ack queued") : null,
           ),
         ),
-        n.acknowledgedAt
+        n.resolved && !n.acknowledgedAt
+          ? h(
+              "time",
+              { class: "age resolved", testid: "row-resolved", title: `Resolved ${formatTimestamp(n.resolved.at)}: ${n.resolved.reason}`, attrs: { datetime: n.resolved.at } },
+              `resolved ${formatAge(n.resolved.at, now)}`,
+            )
+          : n.acknowledgedAt
           ? h(
               "time",
               { class: "age", title: `Acknowledged ${formatTimestamp(n.acknowledgedAt)}`, attrs: { datetime: n.acknowledgedAt } },
@@ -161,7 +187,7 @@ export function renderList(
 export function renderEmpty(tab: Tab, filtered: boolean): HTMLElement {
   const [title, text] =
     tab === "history"
-      ? ["Nothing acknowledged yet", "Notifications you acknowledge are kept here until they expire."]
+      ? ["Nothing here yet", "Notifications you acknowledge, and problems that resolved themselves, are kept here until they expire."]
       : filtered
         ? ["Nothing matches", "No pending notification matches these filters."]
         : ["All clear", "No pending notifications. New ones show up here and as desktop popups."];
@@ -182,7 +208,7 @@ export interface DetailHandlers {
 }
 
 export function renderDetail(n: NotificationView, now: Date, handlers: DetailHandlers): HTMLElement {
-  const acknowledged = n.acknowledgedAt !== null || n.ackPending;
+  const acknowledged = n.acknowledgedAt !== null || n.ackPending || n.resolved !== null;
   const ackState = n.ackPending
     ? "Acknowledged here; written to the repository when it is reachable again."
     : n.acknowledgedAt
@@ -207,6 +233,10 @@ export function renderDetail(n: NotificationView, now: Date, handlers: DetailHan
       { class: "meta" },
       h("dt", null, "Severity"),
       h("dd", null, SEVERITY_LABEL[n.severity]),
+      h("dt", null, "About"),
+      h("dd", { testid: "detail-kind" }, KIND_LABEL[n.kind]),
+      n.snapshotSource ? h("dt", null, "Source") : null,
+      n.snapshotSource ? h("dd", { testid: "detail-source" }, sourceLabel(n.snapshotSource)) : null,
       h("dt", null, "Repository"),
       h("dd", null, n.repoName),
       n.originHost ? h("dt", null, "Host") : null,
@@ -242,6 +272,13 @@ export function renderDetail(n: NotificationView, now: Date, handlers: DetailHan
         )
       : null,
     ackState ? h("p", { class: "ack-state", testid: "detail-ack-state" }, ackState) : null,
+    n.resolved
+      ? h(
+          "p",
+          { class: "ack-state resolved", testid: "detail-resolved" },
+          `Resolved ${formatAge(n.resolved.at, now)} (${formatTimestamp(n.resolved.at)}): ${n.resolved.reason}`,
+        )
+      : null,
     h(
       "div",
       { class: "actions" },
@@ -350,6 +387,7 @@ export function renderSettings(
   notice = "",
 ): HTMLElement {
   const interval = h("input", { id: "setting-poll-interval", testid: "setting-poll-interval", type: "number", attrs: { min: "5", max: "86400", step: "1", value: String(settings.pollIntervalSecs) } });
+  const networkInterval = h("input", { id: "setting-network-poll-interval", testid: "setting-network-poll-interval", type: "number", attrs: { min: "5", max: "86400", step: "1", value: String(settings.networkPollIntervalSecs) } });
   const minSeverity = h(
     "select",
     { id: "setting-min-severity", testid: "setting-min-severity" },
@@ -371,13 +409,15 @@ export function renderSettings(
         submit: (event) => {
           event.preventDefault();
           const seconds = Math.round(Number(interval.value));
-          if (!Number.isFinite(seconds) || seconds < 5) {
-            status.textContent = "The poll interval is at least 5 seconds.";
+          const networkSeconds = Math.round(Number(networkInterval.value));
+          if (![seconds, networkSeconds].every((s) => Number.isFinite(s) && s >= 5 && s <= 86400)) {
+            status.textContent = "Check intervals are between 5 seconds and a day.";
             return;
           }
           const next: Settings = {
             ...settings,
             pollIntervalSecs: seconds,
+            networkPollIntervalSecs: networkSeconds,
             minPopupSeverity: minSeverity.value as Severity,
             identityOverride: identity.value.trim() || null,
             launchAtLogin: launch.checked,
@@ -393,7 +433,8 @@ export function renderSettings(
         },
       },
     },
-    field("Check every (seconds)", interval),
+    field("Check local repositories every (seconds)", interval),
+    field("Check cloud and network repositories every (seconds)", networkInterval, "Each check is a request your storage provider may bill; Check now is always immediate."),
     field("Show popups for", minSeverity),
     field("Identity", identity, "Whose user@host notifications are shown besides those for everyone."),
     h("label", { class: "checkbox" }, launch, h("span", null, "Launch at login")),

@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import { App } from "../src/app";
+import { App, PAGE_SIZE } from "../src/app";
 import type { Backend, Overview } from "../src/types";
 import { SETTINGS, notification, overview } from "./fixtures";
 
@@ -9,7 +9,18 @@ function fakeBackend(state: Overview): Backend & { calls: string[] } {
   const calls: string[] = [];
   return {
     calls,
-    overview: async () => structuredClone(state),
+    // As the engine does: rows without message and details, those fetched one at a time.
+    overview: async () => {
+      const copy = structuredClone(state);
+      copy.notifications = copy.notifications.map((n) => ({ ...n, message: "", details: "" }));
+      return copy;
+    },
+    notification: async (repo, id) => {
+      calls.push(`notification ${repo}/${id}`);
+      const n = state.notifications.find((x) => x.repo === repo && x.id === id);
+      if (!n) throw new Error(`unknown notification ${id}`);
+      return structuredClone(n);
+    },
     ack: async (repo, id) => {
       calls.push(`ack ${repo}/${id}`);
       const n = state.notifications.find((x) => x.repo === repo && x.id === id);
@@ -80,9 +91,32 @@ describe("App", () => {
     expect(selectedId()).toBe("newer");
   });
 
-  it("opens the entry a popup asked for", () => {
+  it("opens the entry a popup asked for and fetches its whole text", async () => {
     app.show({ repo: 1, id: "older" });
     expect(root.querySelector("#detail")!.getAttribute("data-id")).toBe("older");
+    expect(backend.calls).toContain("notification 1/older");
+    await vi.waitFor(() => expect(root.querySelector("#detail-details")?.textContent).toBe("ERROR unable to open /home/missing"));
+    expect(root.querySelector("#detail-message")!.textContent).toBe("kopia snapshot create exited with status 1");
+  });
+
+  it("renders a long list a page at a time", async () => {
+    const many = Array.from({ length: PAGE_SIZE * 2 + 5 }, (_, i) =>
+      notification({ id: `n${i}`, created: new Date(Date.parse("2025-01-01T00:00:00Z") + i * 60_000).toISOString() }),
+    );
+    backend.overview = async () => overview(many);
+    await app.refresh();
+    const rows = () => root.querySelectorAll('[data-testid="notification-row"]').length;
+    expect(rows()).toBe(PAGE_SIZE);
+    expect(root.querySelector("#show-more")!.textContent).toBe(`Show ${PAGE_SIZE} more (${PAGE_SIZE + 5} not shown)`);
+    root.querySelector<HTMLElement>("#show-more")!.click();
+    expect(rows()).toBe(PAGE_SIZE * 2);
+    root.querySelector<HTMLElement>("#show-more")!.click();
+    expect(rows()).toBe(PAGE_SIZE * 2 + 5);
+    expect(root.querySelector("#show-more")).toBe(null);
+    // A new filter starts from the first page again.
+    root.querySelector<HTMLElement>("#tab-history")!.click();
+    root.querySelector<HTMLElement>("#tab-pending")!.click();
+    expect(rows()).toBe(PAGE_SIZE);
   });
 
   it("shows onboarding when there is no repository", async () => {

@@ -6,6 +6,8 @@ export function notification(overrides: Partial<NotificationView> = {}): Notific
     repoName: "nas",
     id: "a1",
     severity: "error",
+    kind: "custom",
+    snapshotSource: null,
     title: "Snapshot of /home failed",
     message: "kopia snapshot create exited with status 1",
     details: "ERROR unable to open /home/missing",
@@ -14,6 +16,7 @@ export function notification(overrides: Partial<NotificationView> = {}): Notific
     created: "2025-01-10T10:00:00Z",
     acknowledgedAt: null,
     ackPending: false,
+    resolved: null,
     ...overrides,
   };
 }
@@ -30,6 +33,7 @@ export function overview(notifications: NotificationView[], overrides: Partial<O
 
 export const SETTINGS: Settings = {
   pollIntervalSecs: 60,
+  networkPollIntervalSecs: 900,
   minPopupSeverity: "warning",
   identityOverride: null,
   launchAtLogin: false,

@@ -8,6 +8,7 @@ import {
   keyAction,
   moveSelection,
   parseRoute,
+  sourcesOf,
   statusLine,
   visibleNotifications,
 } from "../src/model";
@@ -49,6 +50,26 @@ describe("visibleNotifications", () => {
   });
   it("puts acknowledged and queued acknowledgements in the history", () => {
     expect(visibleNotifications(all, { ...DEFAULT_FILTER, tab: "history" }).map((n) => n.id).sort()).toEqual(["acked", "queued"]);
+  });
+  it("keeps resolved ones in history, dated by their resolution", () => {
+    const resolved = notification({ id: "resolved", resolved: { at: "2025-01-10T11:45:00Z", reason: "a newer snapshot succeeded" } });
+    const rows = visibleNotifications([...all, resolved], { ...DEFAULT_FILTER, tab: "history" }).map((n) => n.id);
+    expect(rows).toEqual(["resolved", "acked", "queued"]);
+    expect(visibleNotifications([resolved], DEFAULT_FILTER)).toEqual([]);
+  });
+  it("filters by snapshot source", () => {
+    const home = { host: "laptop", userName: "alice", path: "/home" };
+    const etc = { host: "server", userName: "root", path: "/etc" };
+    const rows = [
+      notification({ id: "h1", kind: "snapshot", snapshotSource: home }),
+      notification({ id: "e1", kind: "snapshot", snapshotSource: etc }),
+      notification({ id: "h2", kind: "snapshot", snapshotSource: home, created: "2025-01-10T11:00:00Z" }),
+      notification({ id: "none" }),
+    ];
+    expect(sourcesOf(rows)).toEqual(["alice@laptop:/home", "root@server:/etc"]);
+    expect(visibleNotifications(rows, { ...DEFAULT_FILTER, source: "alice@laptop:/home" }).map((n) => n.id)).toEqual(["h2", "h1"]);
+    expect(visibleNotifications(rows, { ...DEFAULT_FILTER, source: "root@server:/etc" }).map((n) => n.id)).toEqual(["e1"]);
+    expect(visibleNotifications(rows, DEFAULT_FILTER)).toHaveLength(4);
   });
   it("does not reorder its input", () => {
     visibleNotifications(all, DEFAULT_FILTER);

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
-import { renderDetail, renderEmpty, renderList, renderOnboarding, renderSettings } from "../src/views";
+import { DEFAULT_FILTER } from "../src/model";
+import { renderDetail, renderEmpty, renderList, renderOnboarding, renderSettings, renderToolbar } from "../src/views";
 import { SETTINGS, notification, repository } from "./fixtures";
 
 const NOW = new Date("2025-01-10T12:00:00Z");
@@ -32,6 +33,19 @@ describe("renderList", () => {
   it("dates acknowledged rows by their acknowledgement", () => {
     const list = renderList([notification({ acknowledgedAt: "2025-01-10T11:55:00Z" })], null, NOW, { open: () => {} });
     expect(list.querySelector(".age")!.textContent).toBe("acknowledged 5 min ago");
+  });
+  it("names the snapshot source instead of the host, as text", () => {
+    const source = { host: "laptop", userName: "alice", path: HOSTILE };
+    const list = renderList([notification({ kind: "snapshot", snapshotSource: source })], null, NOW, { open: () => {} });
+    expect(list.querySelector("img, b")).toBe(null);
+    expect(list.querySelector('[data-testid="row-source"]')!.textContent).toBe(`alice@laptop:${HOSTILE}`);
+    expect(list.querySelector(".host")).toBe(null);
+  });
+  it("dates resolved rows by their resolution", () => {
+    const resolved = { at: "2025-01-10T11:50:00Z", reason: "a newer snapshot of alice@laptop:/home succeeded" };
+    const row = renderList([notification({ resolved })], null, NOW, { open: () => {} }).querySelector('[data-testid="row-resolved"]')!;
+    expect(row.textContent).toBe("resolved 10 min ago");
+    expect(row.getAttribute("title")).toContain("a newer snapshot of alice@laptop:/home succeeded");
   });
   it("marks acknowledgements still queued", () => {
     const list = renderList([notification({ ackPending: true })], null, NOW, { open: () => {} });
@@ -77,6 +91,20 @@ describe("renderDetail", () => {
     expect(h.acknowledgeAll).toHaveBeenCalled();
     expect(h.back).toHaveBeenCalled();
   });
+  it("names kind and source, and says when and why it resolved", () => {
+    const n = notification({
+      kind: "snapshot",
+      snapshotSource: { host: "laptop", userName: "alice", path: "/home" },
+      resolved: { at: "2025-01-10T11:00:00Z", reason: `a newer clean snapshot ${HOSTILE}` },
+    });
+    const el = renderDetail(n, NOW, handlers());
+    expect(el.querySelector('[data-testid="detail-kind"]')!.textContent).toBe("Snapshot");
+    expect(el.querySelector('[data-testid="detail-source"]')!.textContent).toBe("alice@laptop:/home");
+    expect(el.querySelector('[data-testid="detail-resolved"]')!.textContent).toContain(`1 h ago`);
+    expect(el.querySelector('[data-testid="detail-resolved"]')!.textContent).toContain(HOSTILE);
+    expect(el.querySelector("img, b")).toBe(null);
+    expect(el.querySelector<HTMLButtonElement>("#detail-ack")!.disabled).toBe(true);
+  });
   it("disables Acknowledge once acknowledged and says when", () => {
     const el = renderDetail(notification({ acknowledgedAt: "2025-01-10T11:00:00Z" }), NOW, handlers());
     expect(el.querySelector<HTMLButtonElement>("#detail-ack")!.disabled).toBe(true);
@@ -88,7 +116,22 @@ describe("renderEmpty", () => {
   it("says all clear, or that filters hide everything, or that history is empty", () => {
     expect(renderEmpty("pending", false).querySelector("h2")!.textContent).toBe("All clear");
     expect(renderEmpty("pending", true).querySelector("h2")!.textContent).toBe("Nothing matches");
-    expect(renderEmpty("history", false).querySelector("h2")!.textContent).toBe("Nothing acknowledged yet");
+    expect(renderEmpty("history", false).querySelector("h2")!.textContent).toBe("Nothing here yet");
+  });
+});
+
+describe("renderToolbar", () => {
+  it("offers a source filter only when there are sources, labelled as text", () => {
+    const change = vi.fn();
+    expect(renderToolbar(DEFAULT_FILTER, [repository(1, "nas")], [], 0, { change }).querySelector("#filter-source")).toBe(null);
+    const sources = ["alice@laptop:/home", `bob@x:${HOSTILE}`];
+    const bar = renderToolbar(DEFAULT_FILTER, [repository(1, "nas")], sources, 2, { change });
+    const select = bar.querySelector<HTMLSelectElement>("#filter-source")!;
+    expect([...select.options].map((o) => o.textContent)).toEqual(["All sources", ...sources]);
+    expect(bar.querySelector("img, b")).toBe(null);
+    select.value = "alice@laptop:/home";
+    select.dispatchEvent(new Event("change"));
+    expect(change).toHaveBeenCalledWith({ ...DEFAULT_FILTER, source: "alice@laptop:/home" });
   });
 });
 
@@ -136,11 +179,18 @@ describe("renderSettings", () => {
     const save = vi.fn(() => Promise.resolve());
     const el = renderSettings(SETTINGS, [repository(1, "nas")], { save, remove: vi.fn(), add: vi.fn(), back: vi.fn() });
     el.querySelector<HTMLInputElement>("#setting-poll-interval")!.value = "30";
+    el.querySelector<HTMLInputElement>("#setting-network-poll-interval")!.value = "1800";
     el.querySelector<HTMLSelectElement>("#setting-min-severity")!.value = "error";
     el.querySelector<HTMLInputElement>("#setting-identity")!.value = " me@box ";
     el.querySelector<HTMLInputElement>("#setting-launch-at-login")!.checked = true;
     el.querySelector<HTMLFormElement>("#settings-form")!.dispatchEvent(new Event("submit", { cancelable: true }));
-    expect(save).toHaveBeenCalledWith({ pollIntervalSecs: 30, minPopupSeverity: "error", identityOverride: "me@box", launchAtLogin: true });
+    expect(save).toHaveBeenCalledWith({
+      pollIntervalSecs: 30,
+      networkPollIntervalSecs: 1800,
+      minPopupSeverity: "error",
+      identityOverride: "me@box",
+      launchAtLogin: true,
+    });
     await new Promise((resolve) => setTimeout(resolve, 0));
     expect(el.querySelector("#settings-status")!.textContent).toBe("Saved.");
   });
@@ -150,6 +200,11 @@ describe("renderSettings", () => {
     el.querySelector<HTMLInputElement>("#setting-poll-interval")!.value = "1";
     el.querySelector<HTMLFormElement>("#settings-form")!.dispatchEvent(new Event("submit", { cancelable: true }));
     expect(save).not.toHaveBeenCalled();
+    el.querySelector<HTMLInputElement>("#setting-poll-interval")!.value = "60";
+    el.querySelector<HTMLInputElement>("#setting-network-poll-interval")!.value = "0";
+    el.querySelector<HTMLFormElement>("#settings-form")!.dispatchEvent(new Event("submit", { cancelable: true }));
+    expect(save).not.toHaveBeenCalled();
+    expect(el.querySelector("#settings-status")!.textContent).toContain("between 5 seconds and a day");
   });
   it("removes a repository", () => {
     const remove = vi.fn();

@@ -56,6 +56,24 @@ impl<'s> Notifications<'s> {
         Ok(id)
     }
 
+    /// Writes every draft in one write (one pack, one index blob); returns their manifest IDs
+    /// in the drafts' order. Nothing is written unless every draft is valid.
+    pub fn send_all(&mut self, drafts: &[Draft], now: DateTime<Utc>) -> Result<Vec<String>, Error> {
+        let manifests = drafts
+            .iter()
+            .map(|draft| draft.to_manifest(now))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids = self.store.write(manifests, Vec::new())?;
+        if ids.len() != drafts.len() {
+            return Err(Error::Store(crate::StoreError::new(
+                crate::StoreErrorKind::Other,
+                format!("the store returned {} IDs for {} notifications", ids.len(), drafts.len()),
+            )));
+        }
+        tracing::debug!(count = ids.len(), "notifications sent");
+        Ok(ids)
+    }
+
     pub fn list(
         &self,
         who: &Identity,

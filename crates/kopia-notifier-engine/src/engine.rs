@@ -4,19 +4,20 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use kopia_notifications::{Identity, Severity};
-use tokio::sync::{mpsc, oneshot};
+use kopia_notifications::Identity;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::EngineError;
-use crate::poller::{sort_newest_first, AckReport, AckTarget, Poller, PollerMsg};
-use crate::secrets::{OsKeyring, SecretStore};
+use crate::hub::{ask_ack, lock, AckTarget, EngineOptions, Hub, PollerMsg, RepoRuntime, Shared};
+use crate::poller::{Poller, StorageReach};
+use crate::refresh::sort_newest_first;
+use crate::secrets::SecretStore;
 use crate::source;
-use crate::state::{QueuedAck, RepoKind, RepoRecord, StateDb, FIRST_RUN_DONE_KEY};
+use crate::state::{RepoKind, RepoRecord, StateDb, FIRST_RUN_DONE_KEY};
 use crate::types::*;
 
 /// Events waiting for the shell before pollers wait for it.
@@ -27,69 +28,13 @@ pub const MIN_POLL_INTERVAL_SECS: u64 = 5;
 /// Longest poll interval accepted in the settings (a day).
 pub const MAX_POLL_INTERVAL_SECS: u64 = 86_400;
 
-/// Where the engine finds secrets and Kopia's configs, and its timings; the defaults are the
-/// real desktop ones. Tests swap in memory secrets and a fixed config list.
-#[derive(Clone)]
-pub struct EngineOptions {
-    pub secrets: Arc<dyn SecretStore>,
-    /// Kopia and KopiaUI config files to import on the first run.
-    pub discover_kopia_configs: Arc<dyn Fn() -> Vec<PathBuf> + Send + Sync>,
-    /// Quiet time after a filesystem event before refreshing.
-    pub fs_debounce: Duration,
-    /// First retry of an unreachable repository; doubles up to `max_backoff`.
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions {
-            secrets: Arc::new(OsKeyring),
-            discover_kopia_configs: Arc::new(kopia_repo::client::discover_config_files),
-            fs_debounce: Duration::from_millis(200),
-            min_backoff: Duration::from_secs(2),
-            max_backoff: Duration::from_secs(300),
-        }
-    }
-}
-
 pub struct Engine;
 
 /// Commands to the engine. Dropping every handle leaves the pollers running until the
 /// runtime stops; call [`EngineHandle::shutdown`] to stop them.
 #[derive(Clone)]
 pub struct EngineHandle {
-    inner: Arc<Inner>,
-}
-
-/// What pollers and handles share.
-pub(crate) struct Inner {
-    db: Mutex<StateDb>,
-    shared: Mutex<Shared>,
-    events: mpsc::Sender<EngineEvent>,
-    pub(crate) options: EngineOptions,
-}
-
-struct Shared {
-    settings: Settings,
-    paused_until: Option<DateTime<Utc>>,
-    repos: BTreeMap<RepoId, RepoRuntime>,
-}
-
-struct RepoRuntime {
-    record: RepoRecord,
-    location: String,
-    status: RepositoryStatus,
-    identity: String,
-    /// Pending and acknowledged, newest first, queued acknowledgements applied.
-    views: Vec<NotificationView>,
-    poller: mpsc::Sender<PollerMsg>,
-    task: Option<JoinHandle<()>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves consistent data; a panic elsewhere must not wedge us.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+    inner: Arc<Hub>,
 }
 
 impl Engine {
@@ -147,7 +92,7 @@ impl Engine {
         }
         let records = db.repositories()?;
         let (events, receiver) = mpsc::channel(EVENT_QUEUE);
-        let inner = Arc::new(Inner {
+        let inner = Arc::new(Hub {
             db: Mutex::new(db),
             shared: Mutex::new(Shared {
                 settings,
@@ -174,7 +119,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Registers a repository's runtime (with its cached list) and spawns its poller.
-async fn start_poller(inner: &Arc<Inner>, record: RepoRecord) {
+async fn start_poller(inner: &Arc<Hub>, record: RepoRecord) {
     let known = inner
         .db()
         .known_notifications(record.id)
@@ -184,15 +129,25 @@ async fn start_poller(inner: &Arc<Inner>, record: RepoRecord) {
         })
         .map(|known| known.views);
     let for_location = record.clone();
-    let location = blocking(move || match source::storage_root(&for_location) {
-        Some(root) if for_location.kind == RepoKind::KopiaConfig => root.display().to_string(),
-        _ => for_location.location.display().to_string(),
+    let (location, storage) = blocking(move || match source::storage_root(&for_location) {
+        Some(root) if for_location.kind == RepoKind::KopiaConfig => {
+            (root.display().to_string(), StorageReach::Local)
+        }
+        Some(_) => (
+            for_location.location.display().to_string(),
+            StorageReach::Local,
+        ),
+        None => (
+            for_location.location.display().to_string(),
+            StorageReach::Network,
+        ),
     })
     .await
-    .unwrap_or_else(|_| record.location.display().to_string());
+    .unwrap_or_else(|_| (record.location.display().to_string(), StorageReach::Local));
     let (sender, messages) = mpsc::channel(POLLER_QUEUE);
     let poller = Poller::new(
         record.clone(),
+        storage,
         Arc::clone(inner),
         messages,
         sender.clone(),
@@ -217,156 +172,22 @@ async fn start_poller(inner: &Arc<Inner>, record: RepoRecord) {
     }
 }
 
-impl Inner {
-    pub(crate) fn db(&self) -> MutexGuard<'_, StateDb> {
-        lock(&self.db)
-    }
-
-    pub(crate) fn settings(&self) -> Settings {
-        lock(&self.shared).settings.clone()
-    }
-
-    pub(crate) fn paused_until(&self) -> Option<DateTime<Utc>> {
-        lock(&self.shared).paused_until
-    }
-
-    pub(crate) fn queued_acks(&self, repo: RepoId) -> Vec<QueuedAck> {
-        self.db().queued_acks(repo).unwrap_or_else(|error| {
-            tracing::error!(%error, "queued acknowledgements unreadable");
-            Vec::new()
-        })
-    }
-
-    pub(crate) fn unqueue_acks(&self, repo: RepoId, done: &[QueuedAck]) {
-        if done.is_empty() {
-            return;
-        }
-        if let Err(error) = self.db().unqueue_acks(repo, done) {
-            // They stay queued and are replayed; the inbox rules skip what is written.
-            tracing::error!(%error, "written acknowledgements not unqueued");
-        }
-    }
-
-    pub(crate) fn shown_popups(&self, repo: RepoId) -> std::collections::BTreeSet<String> {
-        self.db().shown_popups(repo).unwrap_or_else(|error| {
-            tracing::error!(%error, "shown popups unreadable");
-            Default::default()
-        })
-    }
-
-    /// Stores a repository's status; says whether the change is worth an event (a new check
-    /// time alone is not).
-    pub(crate) fn set_status(&self, repo: RepoId, status: RepositoryStatus) -> bool {
-        let mut shared = lock(&self.shared);
-        let Some(runtime) = shared.repos.get_mut(&repo) else {
-            return false;
-        };
-        let changed = !matches!(
-            (&runtime.status, &status),
-            (RepositoryStatus::Ok { .. }, RepositoryStatus::Ok { .. })
-        ) && runtime.status != status;
-        runtime.status = status;
-        changed
-    }
-
-    /// Stores a repository's current list; says whether the list or the identity changed.
-    pub(crate) fn set_views(
-        &self,
-        repo: RepoId,
-        views: Vec<NotificationView>,
-        identity: String,
-    ) -> bool {
-        let mut shared = lock(&self.shared);
-        let Some(runtime) = shared.repos.get_mut(&repo) else {
-            return false;
-        };
-        let changed = runtime.views != views || runtime.identity != identity;
-        runtime.views = views;
-        runtime.identity = identity;
-        changed
-    }
-
-    pub(crate) async fn emit(&self, event: EngineEvent) {
-        // No receiver: the shell is gone; nothing to tell.
-        let _ = self.events.send(event).await;
-    }
-
-    pub(crate) async fn emit_changed(&self) {
-        let tray = self.tray();
-        self.emit(EngineEvent::Changed(tray)).await;
-    }
-
-    fn tray(&self) -> TrayState {
-        let shared = lock(&self.shared);
-        let now = Utc::now();
-        let mut tray = TrayState {
-            paused_until: shared.paused_until.filter(|until| *until > now),
-            ..TrayState::default()
-        };
-        for runtime in shared.repos.values() {
-            match runtime.status {
-                RepositoryStatus::Unreachable { .. } => tray.unreachable += 1,
-                RepositoryStatus::WrongPassword => tray.wrong_password += 1,
-                RepositoryStatus::Ok { .. } | RepositoryStatus::Loading => {}
-            }
-            for view in runtime.views.iter().filter(|v| v.acknowledged_at.is_none()) {
-                match view.severity.parse() {
-                    Ok(Severity::Error) => tray.errors += 1,
-                    Ok(Severity::Warning) => tray.warnings += 1,
-                    _ => tray.normal += 1,
-                }
-            }
-        }
-        tray
-    }
-
-    fn pollers(&self) -> Vec<(RepoId, mpsc::Sender<PollerMsg>)> {
-        lock(&self.shared)
-            .repos
-            .iter()
-            .map(|(id, runtime)| (*id, runtime.poller.clone()))
-            .collect()
-    }
-
-    fn poller(&self, repo: RepoId) -> Result<mpsc::Sender<PollerMsg>, EngineError> {
-        lock(&self.shared)
-            .repos
-            .get(&repo)
-            .map(|runtime| runtime.poller.clone())
-            .ok_or(EngineError::UnknownRepository(repo))
-    }
-}
-
-async fn ask_ack(
-    poller: &mpsc::Sender<PollerMsg>,
-    target: AckTarget,
-) -> Result<AckReport, EngineError> {
-    let (reply, answer) = oneshot::channel();
-    poller
-        .send(PollerMsg::Ack { target, reply })
-        .await
-        .map_err(|_| EngineError::Stopped)?;
-    answer.await.map_err(|_| EngineError::Stopped)?
-}
 
 /// Checks settings from the window before they are saved.
 fn validate_settings(settings: &mut Settings) -> Result<(), EngineError> {
-    if !(MIN_POLL_INTERVAL_SECS..=MAX_POLL_INTERVAL_SECS).contains(&settings.poll_interval_secs) {
-        return Err(EngineError::InvalidSetting {
-            name: "poll interval",
-            reason: format!(
-                "{} s is outside {MIN_POLL_INTERVAL_SECS}..={MAX_POLL_INTERVAL_SECS} s",
-                settings.poll_interval_secs
-            ),
-        });
+    for (name, seconds) in [
+        ("poll interval", settings.poll_interval_secs),
+        ("network poll interval", settings.network_poll_interval_secs),
+    ] {
+        if !(MIN_POLL_INTERVAL_SECS..=MAX_POLL_INTERVAL_SECS).contains(&seconds) {
+            return Err(EngineError::InvalidSetting {
+                name,
+                reason: format!(
+                    "{seconds} s is outside {MIN_POLL_INTERVAL_SECS}..={MAX_POLL_INTERVAL_SECS} s"
+                ),
+            });
+        }
     }
-    settings
-        .min_popup_severity
-        .parse::<Severity>()
-        .map_err(|e| EngineError::InvalidSetting {
-            name: "minimum popup severity",
-            reason: e.to_string(),
-        })?;
     settings.identity_override = match settings.identity_override.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(text) => {
@@ -400,7 +221,7 @@ impl EngineHandle {
         let mut notifications: Vec<NotificationView> = shared
             .repos
             .values()
-            .flat_map(|runtime| runtime.views.iter().cloned())
+            .flat_map(|runtime| runtime.views.iter().map(NotificationView::for_list))
             .collect();
         sort_newest_first(&mut notifications);
         Overview {
@@ -409,6 +230,27 @@ impl EngineHandle {
             repositories,
             notifications,
         }
+    }
+
+    /// One notification with its whole message and details, as the window opens it.
+    pub async fn notification(
+        &self,
+        repo: RepoId,
+        notification_id: &str,
+    ) -> Result<NotificationView, EngineError> {
+        let shared = lock(&self.inner.shared);
+        let runtime = shared
+            .repos
+            .get(&repo)
+            .ok_or(EngineError::UnknownRepository(repo))?;
+        runtime
+            .views
+            .iter()
+            .find(|view| view.id == notification_id)
+            .cloned()
+            .ok_or_else(|| {
+                kopia_notifications::Error::UnknownNotification(notification_id.to_string()).into()
+            })
     }
 
     /// Acknowledges one notification: written now, or queued while the repository cannot be
@@ -506,7 +348,7 @@ impl EngineHandle {
         let ids: Vec<String> = runtime
             .views
             .iter()
-            .filter(|v| v.acknowledged_at.is_none())
+            .filter(|v| v.is_pending())
             .map(|v| v.id.clone())
             .collect();
         if !ids.is_empty() {
@@ -514,21 +356,6 @@ impl EngineHandle {
         }
         self.inner.emit_changed().await;
         Ok(())
-    }
-
-    /// Records that the shell showed a popup. The engine already records every notification
-    /// it sends in [`EngineEvent::NewPending`] before sending it, so this is idempotent extra.
-    pub async fn mark_popup_shown(
-        &self,
-        repo: RepoId,
-        notification_id: &str,
-    ) -> Result<(), EngineError> {
-        if !lock(&self.inner.shared).repos.contains_key(&repo) {
-            return Err(EngineError::UnknownRepository(repo));
-        }
-        self.inner
-            .db()
-            .mark_popups_shown(repo, &[notification_id.to_string()], Utc::now())
     }
 
     /// Stops every poller and waits for them (an acknowledgement being written finishes).
@@ -618,7 +445,7 @@ mod tests {
         };
         assert!(validate_settings(&mut bad).is_err());
         let mut bad = Settings {
-            min_popup_severity: "loud".into(),
+            network_poll_interval_secs: 86_401,
             ..Settings::default()
         };
         assert!(validate_settings(&mut bad).is_err());

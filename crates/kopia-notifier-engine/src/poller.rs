@@ -1,29 +1,27 @@
 //! One poller task per repository: refreshes on its interval and on filesystem events
 //! (debounced), flushes queued acknowledgements, tracks reachability with backoff, and
-//! publishes the list, the popups to show and the popups to withdraw. Repository access runs
-//! on `spawn_blocking`; the rules of what is pending live in `kopia_notifications`.
+//! publishes the list, the popups to show and the popups to withdraw. The repository work of a
+//! refresh is in [`crate::refresh`]; the poller reaches the rest of the engine only through
+//! the [`Hub`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use kopia_notifications::health::live::LiveChecks;
-use kopia_notifications::kopia_store::KopiaManifests;
-use kopia_notifications::{
-    Identity, InboxItem, ListOptions, Notifications, Origin, Overlay, Severity, Status,
-};
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::{mpsc, oneshot};
+use chrono::Utc;
+use kopia_notifications::Severity;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::diff::{diff_pending, PendingEntry};
-use crate::engine::Inner;
 use crate::error::EngineError;
+use crate::hub::{AckReport, AckTarget, Hub, PollerMsg};
+use crate::popup_budget::{Admission, PopupBudget, PopupSummary};
+use crate::refresh::{overlay_queued, refresh_blocking, views_of, Opened};
 use crate::source::{self, ReachError};
-use crate::state::{QueuedAck, RepoRecord};
+use crate::state::RepoRecord;
 use crate::types::{AckResult, EngineEvent, NotificationView, RepositoryStatus};
+use crate::watch::RepoWatcher;
 
 /// How long a repository with a wrong password waits before trying again by itself: in
 /// practice only a settings change or "check now" retries it.
@@ -32,28 +30,6 @@ const WRONG_PASSWORD_RETRY: Duration = Duration::from_secs(24 * 3600);
 /// again: reading never prompts, so trying is cheap, and the keyring is usually back quickly
 /// (after login, once D-Bus activation finished).
 const KEYRING_RETRY: Duration = Duration::from_secs(30);
-
-pub(crate) enum PollerMsg {
-    CheckNow,
-    FsChanged,
-    SettingsChanged,
-    Ack {
-        target: AckTarget,
-        reply: oneshot::Sender<Result<AckReport, EngineError>>,
-    },
-    Stop,
-}
-
-pub(crate) enum AckTarget {
-    One(String),
-    AllPending,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AckReport {
-    pub result: AckResult,
-    pub count: usize,
-}
 
 /// The wait before retry number `failures` (1 = first failure): `min` doubling up to `max`.
 pub fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
@@ -70,298 +46,6 @@ fn retry_delay(reach: Reach, poll_interval: Duration, backoff: Duration) -> Dura
         Reach::KeyringUnavailable => KEYRING_RETRY.min(poll_interval.max(KEYRING_RETRY / 6)),
     }
 }
-
-/// What one successful refresh read.
-struct Refreshed {
-    identity: Identity,
-    /// Pending and acknowledged notifications for `identity`.
-    items: Vec<InboxItem>,
-    /// Every notification manifest ID in the repository, any recipient or status.
-    all_ids: BTreeSet<String>,
-    /// Queued acknowledgements written now, found written already, or impossible (the
-    /// notification is gone): all to forget.
-    flushed: Vec<QueuedAck>,
-}
-
-/// An open repository and the health checks that run over it on every refresh.
-pub(crate) struct Opened {
-    manifests: KopiaManifests,
-    checks: LiveChecks,
-}
-
-/// Refreshes (or opens) the manifest store, writes queued acknowledgements, runs the health
-/// checks and lists. Returns the store for next time, or `None` after a failure so the next
-/// try reopens.
-fn refresh_blocking(
-    open: Option<Opened>,
-    record: &RepoRecord,
-    secrets: &dyn crate::secrets::SecretStore,
-    identity_override: Option<&str>,
-    queued: Vec<QueuedAck>,
-    now: DateTime<Utc>,
-) -> (Option<Opened>, Result<Refreshed, ReachError>) {
-    let identity = source::identity_for(record, identity_override);
-    let (mut opened, changed) = match open {
-        Some(mut opened) => match opened.manifests.refresh() {
-            Ok(changed) => (opened, changed),
-            Err(error) => return (None, Err(ReachError::from_repo(&error))),
-        },
-        None => match source::open_manifests(record, secrets, &identity) {
-            Ok(manifests) => {
-                let checks = LiveChecks::default();
-                (Opened { manifests, checks }, true)
-            }
-            Err(error) => return (None, Err(error)),
-        },
-    };
-    match flush_and_list(&mut opened, changed, identity, queued, now) {
-        Ok(refreshed) => (Some(opened), Ok(refreshed)),
-        Err(error) => (None, Err(ReachError::from_domain(&error))),
-    }
-}
-
-/// Runs the health checks over the manifests in memory: on a writable connection the new
-/// findings and resolutions are written (deterministic IDs: several machines write each once);
-/// on a read-only one they are returned to be shown locally. A failed check is logged and
-/// leaves the list as the repository has it: it must not take the repository offline.
-fn health_check(
-    opened: &mut Opened,
-    changed: bool,
-    identity: &Identity,
-    now: DateTime<Utc>,
-) -> Vec<(String, kopia_notifications::NewManifest)> {
-    let origin = Origin {
-        user: identity.clone(),
-        command: Some("kopia-notifier".into()),
-    };
-    // Times of day and cron entries are the scheduling machine's wall clock: this one's.
-    match opened.checks.run(
-        &mut opened.manifests,
-        changed,
-        None,
-        &origin,
-        now,
-        &chrono::Local,
-    ) {
-        Ok(outcome) => {
-            for problem in &outcome.problems {
-                tracing::debug!(%problem, "health check");
-            }
-            if outcome.written {
-                Vec::new()
-            } else {
-                outcome.plan.puts()
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "health check failed");
-            Vec::new()
-        }
-    }
-}
-
-fn flush_and_list(
-    opened: &mut Opened,
-    changed: bool,
-    identity: Identity,
-    queued: Vec<QueuedAck>,
-    now: DateTime<Utc>,
-) -> Result<Refreshed, kopia_notifications::Error> {
-    let manifests = &mut opened.manifests;
-    let mut flushed = Vec::new();
-    if let Some(config) = manifests.read_only_config() {
-        // Queued before the connection became read-only: they can never be written.
-        if !queued.is_empty() {
-            tracing::warn!(config = %config.display(), count = queued.len(), "read-only connection: queued acknowledgements dropped");
-        }
-        flushed.extend(queued);
-    } else if !queued.is_empty() {
-        let inbox = Notifications::new(manifests).inbox()?;
-        let mut by_identity: BTreeMap<String, Vec<QueuedAck>> = BTreeMap::new();
-        for ack in queued {
-            by_identity
-                .entry(ack.identity.clone())
-                .or_default()
-                .push(ack);
-        }
-        for (who, acks) in by_identity {
-            let Ok(who) = who.parse::<Identity>() else {
-                flushed.extend(acks);
-                continue;
-            };
-            // Acknowledge only what still exists for `who`; the rest can never be written.
-            let addressed: HashSet<&str> = inbox
-                .notifications()
-                .iter()
-                .filter(|n| n.recipient.includes(&who))
-                .map(|n| n.id.as_str())
-                .collect();
-            let (valid, gone): (Vec<QueuedAck>, Vec<QueuedAck>) = acks
-                .into_iter()
-                .partition(|ack| addressed.contains(ack.notification_id.as_str()));
-            for ack in &gone {
-                tracing::info!(id = %ack.notification_id, "queued acknowledgement dropped: notification gone");
-            }
-            flushed.extend(gone);
-            if !valid.is_empty() {
-                let ids: Vec<String> = valid.iter().map(|a| a.notification_id.clone()).collect();
-                // Already acknowledged ones (a write that completed before a crash) are
-                // skipped by the inbox rules, so a replay never writes twice.
-                let outcome = Notifications::new(manifests).ack(&who, &ids, now)?;
-                tracing::info!(
-                    written = outcome.acknowledged.len(),
-                    already = outcome.already_acknowledged.len(),
-                    "queued acknowledgements flushed"
-                );
-                flushed.extend(valid);
-            }
-        }
-    }
-    let unwritten = health_check(opened, changed, &identity, now);
-    let mut overlay = Overlay::new(&opened.manifests, unwritten, now);
-    let inbox = Notifications::new(&mut overlay).inbox()?;
-    let options = ListOptions {
-        all: true,
-        min_severity: Severity::Normal,
-    };
-    let items = inbox
-        .list(&identity, now, options)
-        .into_iter()
-        .filter(|item| matches!(item.status, Status::Pending | Status::Acknowledged))
-        .collect();
-    let all_ids = inbox.notifications().iter().map(|n| n.id.clone()).collect();
-    Ok(Refreshed {
-        identity,
-        items,
-        all_ids,
-        flushed,
-    })
-}
-
-/// The list as read from the repository, newest first.
-fn views_of(record: &RepoRecord, items: Vec<InboxItem>) -> Vec<NotificationView> {
-    let mut views: Vec<NotificationView> = items
-        .into_iter()
-        .map(|item| {
-            let n = item.notification;
-            NotificationView {
-                repo: record.id,
-                repo_name: record.name.clone(),
-                severity: n.severity.as_str().to_string(),
-                origin_host: n
-                    .origin_host
-                    .or_else(|| n.origin.as_ref().map(|o| o.user.host.clone()))
-                    .unwrap_or_default(),
-                id: n.id,
-                title: n.title,
-                message: n.message,
-                details: n.details,
-                link: n.link,
-                created: n.created,
-                acknowledged_at: item.acknowledged_at,
-                ack_pending: false,
-            }
-        })
-        .collect();
-    sort_newest_first(&mut views);
-    views
-}
-
-pub(crate) fn sort_newest_first(views: &mut [NotificationView]) {
-    views.sort_by(|a, b| (b.created, &b.id).cmp(&(a.created, &a.id)));
-}
-
-/// The repository's list with this machine's queued acknowledgements applied: acknowledged
-/// (at queue time) but marked `ack_pending`.
-pub(crate) fn overlay_queued(
-    known: &[NotificationView],
-    queued: &[QueuedAck],
-    identity: &str,
-) -> Vec<NotificationView> {
-    // The first queued acknowledgement of each notification by `identity`.
-    let mut mine: HashMap<&str, &QueuedAck> = HashMap::new();
-    for ack in queued.iter().filter(|a| a.identity == identity) {
-        mine.entry(ack.notification_id.as_str()).or_insert(ack);
-    }
-    known
-        .iter()
-        .map(|view| {
-            let mut view = view.clone();
-            if view.acknowledged_at.is_none() {
-                if let Some(ack) = mine.get(view.id.as_str()) {
-                    view.acknowledged_at = Some(ack.queued_at);
-                    view.ack_pending = true;
-                }
-            }
-            view
-        })
-        .collect()
-}
-
-/// Watches a filesystem repository's root and its index directories (names starting with
-/// `x` or `n`), where every manifest change lands; pack directories are left alone.
-struct RepoWatcher {
-    watcher: notify::RecommendedWatcher,
-    root: PathBuf,
-    watched: BTreeSet<PathBuf>,
-}
-
-impl RepoWatcher {
-    fn new(root: &Path, sender: mpsc::Sender<PollerMsg>) -> notify::Result<Self> {
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Ok(event) = event {
-                    if is_change(&event.kind) {
-                        // One pending signal is enough; a full queue already has one.
-                        let _ = sender.try_send(PollerMsg::FsChanged);
-                    }
-                }
-            })?;
-        watcher.watch(root, RecursiveMode::NonRecursive)?;
-        let mut repo_watcher = RepoWatcher {
-            watcher,
-            root: root.to_path_buf(),
-            watched: BTreeSet::new(),
-        };
-        repo_watcher.watch_index_dirs();
-        Ok(repo_watcher)
-    }
-
-    /// Adds index directories created since the last call.
-    fn watch_index_dirs(&mut self) {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let is_index_dir = name.to_str().is_some_and(|n| n.starts_with(['x', 'n']))
-                && entry.file_type().is_ok_and(|t| t.is_dir());
-            let path = entry.path();
-            if is_index_dir && !self.watched.contains(&path) {
-                match self.watcher.watch(&path, RecursiveMode::Recursive) {
-                    Ok(()) => {
-                        self.watched.insert(path);
-                    }
-                    Err(error) => tracing::debug!(%error, path = %path.display(), "not watched"),
-                }
-            }
-        }
-    }
-}
-
-/// Writes, creations, renames and deletions; not reads or metadata touches (our own refresh
-/// reads the same files).
-fn is_change(kind: &notify::EventKind) -> bool {
-    use notify::event::{AccessKind, AccessMode, ModifyKind};
-    use notify::EventKind;
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        _ => true,
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reach {
     Loading,
@@ -371,9 +55,19 @@ enum Reach {
     KeyringUnavailable,
 }
 
+/// Where a repository's storage is, which decides how often it is polled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StorageReach {
+    /// A directory on this machine: free to list, and it has change events.
+    Local,
+    /// Object stores, SFTP, WebDAV, rclone: every check is a request (billed on object stores).
+    Network,
+}
+
 pub(crate) struct Poller {
     record: RepoRecord,
-    inner: Arc<Inner>,
+    storage: StorageReach,
+    inner: Arc<Hub>,
     messages: mpsc::Receiver<PollerMsg>,
     /// For the filesystem watcher's callback.
     sender: mpsc::Sender<PollerMsg>,
@@ -391,12 +85,14 @@ pub(crate) struct Poller {
     /// The status changed since the last `Changed` event.
     status_changed: bool,
     fs_deadline: Option<Instant>,
+    popup_budget: PopupBudget,
 }
 
 impl Poller {
     pub(crate) fn new(
         record: RepoRecord,
-        inner: Arc<Inner>,
+        storage: StorageReach,
+        inner: Arc<Hub>,
         messages: mpsc::Receiver<PollerMsg>,
         sender: mpsc::Sender<PollerMsg>,
         known: Option<Vec<NotificationView>>,
@@ -411,13 +107,14 @@ impl Poller {
             .map(|known| {
                 overlay_queued(known, &queued, &identity)
                     .into_iter()
-                    .filter(|v| v.acknowledged_at.is_none())
+                    .filter(NotificationView::is_pending)
                     .map(|v| v.id)
                     .collect()
             })
             .unwrap_or_default();
         Poller {
             record,
+            storage,
             inner,
             messages,
             sender,
@@ -431,6 +128,7 @@ impl Poller {
             previous_pending,
             status_changed: false,
             fs_deadline: None,
+            popup_budget: PopupBudget::default(),
         }
     }
 
@@ -479,9 +177,14 @@ impl Poller {
 
     fn next_delay(&self) -> Duration {
         let options = &self.inner.options;
+        let settings = self.inner.settings();
+        let interval = match self.storage {
+            StorageReach::Local => settings.poll_interval_secs,
+            StorageReach::Network => settings.network_poll_interval_secs,
+        };
         retry_delay(
             self.reach,
-            Duration::from_secs(self.inner.settings().poll_interval_secs.max(1)),
+            Duration::from_secs(interval.max(1)),
             backoff(self.failures, options.min_backoff, options.max_backoff),
         )
     }
@@ -608,7 +311,7 @@ impl Poller {
             }
             AckTarget::AllPending => views
                 .iter()
-                .filter(|v| v.acknowledged_at.is_none())
+                .filter(|v| v.is_pending())
                 .map(|v| v.id.clone())
                 .collect(),
         };
@@ -661,17 +364,14 @@ impl Poller {
         let settings = self.inner.settings();
         let now = Utc::now();
         let paused = self.inner.paused_until().is_some_and(|until| until > now);
-        let min_severity = settings
-            .min_popup_severity
-            .parse()
-            .unwrap_or(Severity::Warning);
+        let min_severity = settings.min_popup_severity;
         let pending: Vec<PendingEntry> = views
             .iter()
             .rev() // oldest first
-            .filter(|v| v.acknowledged_at.is_none())
+            .filter(|v| v.is_pending())
             .map(|v| PendingEntry {
                 id: &v.id,
-                severity: v.severity.parse().unwrap_or(Severity::Normal),
+                severity: v.severity,
             })
             .collect();
         let shown = self.inner.shown_popups(self.record.id);
@@ -702,11 +402,29 @@ impl Poller {
         self.previous_pending = new_pending;
         let by_id: HashMap<&str, &NotificationView> =
             views.iter().map(|v| (v.id.as_str(), v)).collect();
-        let popping: Vec<NotificationView> = diff
+        let popping: Vec<&NotificationView> = diff
             .to_pop
             .iter()
-            .filter_map(|id| by_id.get(id.as_str()).map(|v| (*v).clone()))
+            .filter_map(|id| by_id.get(id.as_str()).copied())
             .collect();
+        // Recorded as shown above whatever the budget allows: a held-back popup never
+        // comes later, the list and the tray have it.
+        let new_pending = match self.popup_budget.admit(popping.len(), now) {
+            Admission::Singles => Some(EngineEvent::NewPending {
+                repo: self.record.id,
+                items: popping.into_iter().cloned().collect(),
+                summary: None,
+            }),
+            Admission::Summary => Some(EngineEvent::NewPending {
+                repo: self.record.id,
+                items: Vec::new(),
+                summary: Some(PopupSummary::of(
+                    &self.record.name,
+                    popping.iter().map(|v| v.severity),
+                )),
+            }),
+            Admission::Quiet => None,
+        };
         let changed = self
             .inner
             .set_views(self.record.id, views, self.identity.clone());
@@ -719,13 +437,8 @@ impl Poller {
                 })
                 .await;
         }
-        if !popping.is_empty() {
-            self.inner
-                .emit(EngineEvent::NewPending {
-                    repo,
-                    items: popping,
-                })
-                .await;
+        if let Some(event) = new_pending {
+            self.inner.emit(event).await;
         }
         if changed || std::mem::take(&mut self.status_changed) {
             self.inner.emit_changed().await;
@@ -771,204 +484,5 @@ mod tests {
         );
         assert_eq!(retry_delay(Reach::Unreachable, poll, backoff), backoff);
         assert_eq!(retry_delay(Reach::Ok, poll, backoff), poll);
-    }
-
-    #[test]
-    fn queued_acks_overlay_only_their_identity() {
-        let view = |id: &str, acked: bool| NotificationView {
-            acknowledged_at: acked.then_some(DateTime::UNIX_EPOCH),
-            ..NotificationView::example(id, DateTime::UNIX_EPOCH)
-        };
-        let at = DateTime::UNIX_EPOCH + chrono::Duration::hours(1);
-        let queued = |id: &str, who: &str| QueuedAck {
-            notification_id: id.into(),
-            identity: who.into(),
-            queued_at: at,
-        };
-        let known = [view("a", false), view("b", false), view("c", true)];
-        let views = overlay_queued(
-            &known,
-            &[
-                queued("a", "me@here"),
-                queued("b", "other@there"),
-                queued("c", "me@here"),
-            ],
-            "me@here",
-        );
-        assert!(views[0].ack_pending);
-        assert_eq!(views[0].acknowledged_at, Some(at));
-        assert!(!views[1].ack_pending && views[1].acknowledged_at.is_none());
-        // Already acknowledged in the repository: the queue entry changes nothing.
-        assert!(!views[2].ack_pending);
-        assert_eq!(views[2].acknowledged_at, Some(DateTime::UNIX_EPOCH));
-    }
-
-    /// A replay after kill -9 between the write and the unqueue writes nothing twice; an
-    /// acknowledgement of a vanished notification is dropped; a pending one is written.
-    #[test]
-    fn flushing_queued_acks_is_idempotent() {
-        use kopia_notifications::{Draft, Origin, Recipient};
-        use kopia_repo::repository::Repository;
-
-        let dir = tempfile::tempdir().unwrap();
-        let me: Identity = "alice@laptop".parse().unwrap();
-        let owner = kopia_repo::content::writer::SessionOwner {
-            username: me.user.clone(),
-            hostname: me.host.clone(),
-        };
-        let repository = Repository::create_filesystem(dir.path(), "pw", &owner).unwrap();
-        let mut manifests = KopiaManifests::new(repository, owner).unwrap();
-        let origin = Origin {
-            user: me.clone(),
-            command: None,
-        };
-        let now = Utc::now();
-        let mut service = Notifications::new(&mut manifests);
-        let written = service
-            .send(
-                &Draft::new(Severity::Error, Recipient::All, "a", origin.clone()),
-                now,
-            )
-            .unwrap();
-        let pending = service
-            .send(
-                &Draft::new(Severity::Error, Recipient::All, "b", origin),
-                now,
-            )
-            .unwrap();
-        service
-            .ack(&me, std::slice::from_ref(&written), now)
-            .unwrap();
-        let queued = |id: &str| QueuedAck {
-            notification_id: id.to_string(),
-            identity: me.to_string(),
-            queued_at: now,
-        };
-        let mut opened = Opened {
-            manifests,
-            checks: LiveChecks::default(),
-        };
-        let refreshed = flush_and_list(
-            &mut opened,
-            true,
-            me.clone(),
-            vec![queued(&written), queued(&pending), queued("0123abcd")],
-            now,
-        )
-        .unwrap();
-        assert_eq!(refreshed.flushed.len(), 3);
-        assert!(refreshed
-            .items
-            .iter()
-            .all(|i| i.status == Status::Acknowledged));
-        assert!(refreshed.all_ids.contains(&written) && refreshed.all_ids.contains(&pending));
-        let inbox = Notifications::new(&mut opened.manifests).inbox().unwrap();
-        assert_eq!(inbox.acknowledgements().len(), 2, "one per notification");
-    }
-
-    /// A read-only Kopia connection (as `kopia repository connect --readonly` writes it): the
-    /// app refuses to acknowledge through it, and acknowledgements queued earlier are dropped
-    /// on refresh without anything being written.
-    #[test]
-    fn read_only_connections_are_never_written() {
-        use crate::state::RepoKind;
-        use kopia_notifications::{Draft, Origin, Recipient};
-        use kopia_repo::repository::Repository;
-
-        let dir = tempfile::tempdir().unwrap();
-        let storage = dir.path().join("repo");
-        let me: Identity = "alice@laptop".parse().unwrap();
-        let owner = kopia_repo::content::writer::SessionOwner {
-            username: me.user.clone(),
-            hostname: me.host.clone(),
-        };
-        let repository = Repository::create_filesystem(&storage, "pw", &owner).unwrap();
-        let mut writable = KopiaManifests::new(repository, owner).unwrap();
-        let origin = Origin {
-            user: me.clone(),
-            command: None,
-        };
-        let now = Utc::now();
-        let id = Notifications::new(&mut writable)
-            .send(
-                &Draft::new(Severity::Error, Recipient::All, "a", origin),
-                now,
-            )
-            .unwrap();
-
-        let config = dir.path().join("readonly.config");
-        let json = serde_json::json!({
-            "storage": {"type": "filesystem", "config": {"path": storage}},
-            "readonly": true,
-        });
-        std::fs::write(&config, json.to_string()).unwrap();
-        // base64("pw"), where Kopia persists a password beside its config.
-        std::fs::write(dir.path().join("readonly.config.kopia-password"), "cHc=").unwrap();
-        let record = RepoRecord {
-            id: 1,
-            name: "ro".into(),
-            kind: RepoKind::KopiaConfig,
-            location: config.clone(),
-            keyring_account: None,
-        };
-        assert_eq!(source::read_only_config(&record), Some(config.clone()));
-        let writable_record = RepoRecord {
-            kind: RepoKind::Filesystem,
-            ..record.clone()
-        };
-        assert_eq!(source::read_only_config(&writable_record), None);
-        assert_eq!(
-            EngineError::ReadOnly(config.clone()).to_string(),
-            format!(
-                "repository {} is connected read-only; not written",
-                config.display()
-            )
-        );
-
-        let (read_only, _) = KopiaManifests::open_client_config(&config).unwrap();
-        assert_eq!(read_only.read_only_config(), Some(config.as_path()));
-        fn files(dir: &Path) -> usize {
-            std::fs::read_dir(dir)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .map(|p| if p.is_dir() { files(&p) } else { 1 })
-                .sum()
-        }
-        let files_before = files(&storage);
-        let queued = QueuedAck {
-            notification_id: id.clone(),
-            identity: me.to_string(),
-            queued_at: now,
-        };
-        let mut read_only = Opened {
-            manifests: read_only,
-            checks: LiveChecks::default(),
-        };
-        let refreshed =
-            flush_and_list(&mut read_only, true, me.clone(), vec![queued], now).unwrap();
-        assert_eq!(refreshed.flushed.len(), 1);
-        let item = refreshed.items.iter().find(|i| i.notification.id == id);
-        assert_eq!(item.unwrap().status, Status::Pending);
-        assert_eq!(files(&storage), files_before);
-    }
-
-    #[test]
-    fn reads_and_metadata_are_not_changes() {
-        use notify::event::{AccessKind, AccessMode, CreateKind, MetadataKind, ModifyKind};
-        use notify::EventKind;
-        assert!(!is_change(&EventKind::Access(AccessKind::Open(
-            AccessMode::Any
-        ))));
-        assert!(!is_change(&EventKind::Access(AccessKind::Close(
-            AccessMode::Read
-        ))));
-        assert!(!is_change(&EventKind::Modify(ModifyKind::Metadata(
-            MetadataKind::AccessTime
-        ))));
-        assert!(is_change(&EventKind::Access(AccessKind::Close(
-            AccessMode::Write
-        ))));
-        assert!(is_change(&EventKind::Create(CreateKind::File)));
-        assert!(is_change(&EventKind::Modify(ModifyKind::Any)));
     }
 }

@@ -549,7 +549,8 @@ mod tests {
         assert_eq!(db.settings().unwrap(), Settings::default());
         let settings = Settings {
             poll_interval_secs: 10,
-            min_popup_severity: "error".into(),
+            network_poll_interval_secs: 600,
+            min_popup_severity: kopia_notifications::Severity::Error,
             identity_override: Some("me@here".into()),
             launch_at_login: true,
         };

@@ -5,8 +5,11 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
+use kopia_notifications::{Severity, SnapshotSource, SourceKind};
 use kopia_repo::client::Password;
 use serde::{Deserialize, Serialize};
+
+use crate::popup_budget::PopupSummary;
 
 /// A configured repository's row ID in the state database.
 pub type RepoId = i64;
@@ -24,7 +27,8 @@ pub struct EngineConfig {
 pub struct Overview {
     pub tray: TrayState,
     pub repositories: Vec<RepositoryView>,
-    /// Pending and acknowledged history, newest first.
+    /// Pending and settled (acknowledged, resolved) history, newest first, without messages
+    /// and details: [`crate::EngineHandle::notification`] has a notification's whole text.
     pub notifications: Vec<NotificationView>,
     /// No repositories configured: the window opens on onboarding.
     pub onboarding: bool,
@@ -86,8 +90,13 @@ pub struct NotificationView {
     pub repo: RepoId,
     pub repo_name: String,
     pub id: String,
-    /// `normal`, `warning` or `error`.
-    pub severity: String,
+    pub severity: Severity,
+    /// What it is about: a snapshot, maintenance, corruption, an upgrade, or a message.
+    #[serde(default = "custom")]
+    pub kind: SourceKind,
+    /// The Kopia snapshot source concerned, when there is one.
+    #[serde(default)]
+    pub snapshot_source: Option<SnapshotSource>,
     pub title: String,
     pub message: String,
     pub details: String,
@@ -97,6 +106,40 @@ pub struct NotificationView {
     pub acknowledged_at: Option<DateTime<Utc>>,
     /// Acknowledged here while the repository was unreachable; written when it returns.
     pub ack_pending: bool,
+    /// A derived notification whose cause is gone: history, never pending again.
+    #[serde(default)]
+    pub resolved: Option<ResolvedView>,
+}
+
+/// When and why a derived notification resolved itself, as the repository records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedView {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// Lists cached by a version without kinds held only messages and snapshot failures of `run`.
+fn custom() -> SourceKind {
+    SourceKind::Custom
+}
+
+impl NotificationView {
+    /// The view without its message and details (up to 4,000 and 65,536 characters): what the
+    /// window's list needs for each of possibly many thousands of rows.
+    pub fn for_list(&self) -> NotificationView {
+        NotificationView {
+            message: String::new(),
+            details: String::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Still to be read by this identity: neither acknowledged (here or in the repository)
+    /// nor resolved.
+    pub fn is_pending(&self) -> bool {
+        self.acknowledged_at.is_none() && self.resolved.is_none()
+    }
 }
 
 #[cfg(test)]
@@ -107,7 +150,9 @@ impl NotificationView {
             repo: 1,
             repo_name: "r".into(),
             id: id.into(),
-            severity: "error".into(),
+            severity: Severity::Error,
+            kind: SourceKind::Custom,
+            snapshot_source: None,
             title: "t".into(),
             message: String::new(),
             details: String::new(),
@@ -116,6 +161,7 @@ impl NotificationView {
             created,
             acknowledged_at: None,
             ack_pending: false,
+            resolved: None,
         }
     }
 }
@@ -123,9 +169,13 @@ impl NotificationView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Settings {
+    /// How often repositories on local disks are checked (besides their change events).
     pub poll_interval_secs: u64,
-    /// `normal`, `warning` or `error`.
-    pub min_popup_severity: String,
+    /// How often repositories on network storage (object stores, SFTP, WebDAV, rclone) are
+    /// checked: every check is a billed LIST request on object stores, and these have no
+    /// change events. "Check now" is immediate either way.
+    pub network_poll_interval_secs: u64,
+    pub min_popup_severity: Severity,
     /// `user@host` to read and acknowledge as, instead of the Kopia connection's.
     pub identity_override: Option<String>,
     pub launch_at_login: bool,
@@ -135,7 +185,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             poll_interval_secs: 60,
-            min_popup_severity: "warning".to_string(),
+            network_poll_interval_secs: 900,
+            min_popup_severity: Severity::Warning,
             identity_override: None,
             launch_at_login: false,
         }
@@ -175,11 +226,13 @@ pub enum AckResult {
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum EngineEvent {
     /// New pending notifications at or above the minimum popup severity, never shown before
-    /// (across restarts), not while popups are paused. The shell calls `mark_popup_shown`
-    /// after showing each.
+    /// (across restarts), not while popups are paused, within the repository's popup budget:
+    /// one popup per item, or one `summary` popup standing for several (then `items` is
+    /// empty). The engine has recorded them as shown before sending this.
     NewPending {
         repo: RepoId,
         items: Vec<NotificationView>,
+        summary: Option<PopupSummary>,
     },
     /// Notifications no longer pending (acknowledged here or elsewhere, expired, deleted): the
     /// shell withdraws their open popups.
@@ -320,6 +373,11 @@ mod tests {
         let settings = serde_json::to_value(Settings::default()).unwrap();
         assert_eq!(settings["pollIntervalSecs"], 60);
         assert_eq!(settings["minPopupSeverity"], "warning");
+        // A severity the domain does not know is refused where the window's JSON comes in.
+        let unknown = serde_json::from_str::<Settings>(r#"{"minPopupSeverity":"urgent"}"#);
+        assert!(unknown.is_err());
+        let errors: Settings = serde_json::from_str(r#"{"minPopupSeverity":"error"}"#).unwrap();
+        assert_eq!(errors.min_popup_severity, Severity::Error);
         let event = serde_json::to_value(EngineEvent::Changed(tray(1, 0, 0))).unwrap();
         assert_eq!(event["type"], "changed");
         let add: AddRepository =

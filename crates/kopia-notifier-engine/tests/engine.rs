@@ -57,6 +57,23 @@ impl Writer {
             .unwrap()
     }
 
+    /// `count` notifications for everyone in one write, as `kopia-notify send --batch` would.
+    fn send_many(&mut self, severity: Severity, count: usize) {
+        self.manifests.refresh().unwrap();
+        let origin = Origin {
+            user: "backup@nas".parse().unwrap(),
+            command: None,
+        };
+        let manifests = (0..count)
+            .map(|i| {
+                Draft::new(severity, Recipient::All, &format!("flood {i}"), origin.clone())
+                    .to_manifest(Utc::now())
+                    .unwrap()
+            })
+            .collect();
+        self.manifests.write(manifests, Vec::new()).unwrap();
+    }
+
     fn ack(&mut self, who: &Identity, id: &str) {
         self.manifests.refresh().unwrap();
         Notifications::new(&mut self.manifests)
@@ -246,7 +263,6 @@ async fn onboarding_then_existing_notifications_pop_once_across_restarts() {
     // Default minimum severity is warning: only the error pops.
     let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
     assert_eq!(popped_ids(&event), [error.as_str()]);
-    engine.mark_popup_shown(repo, &error).await.unwrap();
     let overview = engine.overview().await;
     assert!(!overview.onboarding);
     assert_eq!(overview.repositories[0].name, "repo");
@@ -291,12 +307,12 @@ async fn a_new_entry_pops_within_two_seconds_through_filesystem_events() {
     let event = wait_event(&mut events, Duration::from_secs(2), is_new_pending).await;
     assert!(started.elapsed() < Duration::from_secs(2));
     match event {
-        EngineEvent::NewPending { repo: r, items } => {
+        EngineEvent::NewPending { repo: r, items, .. } => {
             assert_eq!(r, repo);
             assert_eq!(items.len(), 1);
             assert_eq!(items[0].id, id);
             assert_eq!(items[0].title, "Maintenance failed");
-            assert_eq!(items[0].severity, "error");
+            assert_eq!(items[0].severity, Severity::Error);
             assert_eq!(items[0].origin_host, "nas");
             assert_eq!(items[0].repo_name, "Test");
         }
@@ -574,7 +590,7 @@ async fn settings_round_trip_and_validation() {
     assert_eq!(engine.settings().await, Settings::default());
     let settings = Settings {
         poll_interval_secs: 10,
-        min_popup_severity: "error".into(),
+        min_popup_severity: Severity::Error,
         identity_override: Some("bob@desk".into()),
         launch_at_login: true,
     };
@@ -583,10 +599,6 @@ async fn settings_round_trip_and_validation() {
     for bad in [
         Settings {
             poll_interval_secs: 0,
-            ..settings.clone()
-        },
-        Settings {
-            min_popup_severity: "urgent".into(),
             ..settings.clone()
         },
         Settings {
@@ -730,10 +742,10 @@ async fn a_failed_snapshot_pops_an_error_with_nothing_set_up() {
     let repo = fixture.add_repo_as_me(&engine, Some("Test")).await;
     let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
     let popped = match event {
-        EngineEvent::NewPending { repo: r, items } => {
+        EngineEvent::NewPending { repo: r, items, .. } => {
             assert_eq!(r, repo);
             assert_eq!(items.len(), 1, "{items:?}");
-            assert_eq!(items[0].severity, "error");
+            assert_eq!(items[0].severity, Severity::Error);
             assert!(items[0].title.contains("/home/alice"), "{:?}", items[0]);
             items[0].id.clone()
         }
@@ -784,7 +796,7 @@ async fn a_read_only_connection_shows_findings_and_writes_nothing() {
     match event {
         EngineEvent::NewPending { items, .. } => {
             assert_eq!(items.len(), 1, "{items:?}");
-            assert_eq!(items[0].severity, "error");
+            assert_eq!(items[0].severity, Severity::Error);
             assert!(items[0].title.contains("/home/alice"), "{:?}", items[0]);
         }
         other => panic!("{other:?}"),
@@ -796,5 +808,79 @@ async fn a_read_only_connection_shows_findings_and_writes_nothing() {
         writer.manifests.find(&Default::default()).unwrap().len(),
         manifests_before
     );
+    engine.shutdown().await;
+}
+
+/// Popups under a flood: a thousand new errors arriving in ten bursts raise a few single popups
+/// and one summary, not a thousand; every one is still counted, and none pops after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_notifications_raises_a_handful_of_popups() {
+    let fixture = Fixture::new();
+    let (engine, mut events, repo) = fixture.started_with_repo().await;
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    events_during(&mut events, Duration::from_millis(300)).await;
+    let (mut singles, mut summaries) = (0, Vec::new());
+    for _ in 0..10 {
+        writer.send_many(Severity::Error, 100);
+        engine.check_now().await;
+        for event in events_during(&mut events, Duration::from_millis(400)).await {
+            if let EngineEvent::NewPending {
+                repo: r,
+                items,
+                summary,
+            } = event
+            {
+                assert_eq!(r, repo);
+                singles += items.len();
+                summaries.extend(summary);
+            }
+        }
+    }
+    assert_eq!(singles, 0, "the first burst is past the single-popup budget");
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0].errors, 100);
+    assert_eq!(summaries[0].repository, "Test");
+    assert_eq!(engine.overview().await.tray.errors, 1_000);
+    engine.shutdown().await;
+
+    let (engine, mut events) = fixture.start().await;
+    wait_status(&engine, repo, |s| matches!(s, RepositoryStatus::Ok { .. })).await;
+    let seen = events_during(&mut events, Duration::from_millis(800)).await;
+    assert!(!seen.iter().any(is_new_pending), "{seen:?}");
+    assert_eq!(engine.overview().await.tray.errors, 1_000);
+    engine.shutdown().await;
+}
+
+/// The overview carries no message or details, however many notifications there are; the
+/// window fetches one notification's whole text when it opens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn details_are_fetched_on_demand() {
+    let fixture = Fixture::new();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    let origin = Origin {
+        user: "backup@nas".parse().unwrap(),
+        command: None,
+    };
+    let mut draft = Draft::new(Severity::Error, Recipient::All, "Snapshot failed", origin);
+    draft.message = "kopia snapshot create exited with 1".into();
+    draft.details = "ERROR ".repeat(10_000);
+    let id = Notifications::new(&mut writer.manifests)
+        .send(&draft, Utc::now())
+        .unwrap();
+    let (engine, mut events, repo) = fixture.started_with_repo().await;
+    wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
+    let overview = engine.overview().await;
+    let listed = &overview.notifications[0];
+    assert_eq!((listed.id.as_str(), listed.title.as_str()), (id.as_str(), "Snapshot failed"));
+    assert!(listed.message.is_empty() && listed.details.is_empty());
+    let full = engine.notification(repo, &id).await.unwrap();
+    assert_eq!(full.message, draft.message);
+    assert_eq!(full.details, draft.details);
+    let unknown = engine.notification(repo, "0123abcd").await.unwrap_err();
+    assert!(unknown.to_string().contains("0123abcd"), "{unknown}");
+    assert!(matches!(
+        engine.notification(repo + 1, &id).await,
+        Err(EngineError::UnknownRepository(_))
+    ));
     engine.shutdown().await;
 }

@@ -8,6 +8,7 @@ mod notification_commands;
 mod output;
 mod policy_commands;
 mod repository_access;
+mod send_batch;
 mod summary;
 mod verify_command;
 

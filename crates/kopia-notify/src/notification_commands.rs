@@ -14,6 +14,7 @@ use kopia_notifications::duration::parse_duration;
 use kopia_notifications::inbox::{GcPlan, NotificationDetails};
 use kopia_notifications::inert;
 use kopia_notifications::schema::limits;
+use crate::send_batch;
 use kopia_notifications::{
     AckOutcome, Draft, Identity, Inbox, InboxItem, ListOptions, ManifestAccess, Notifications,
     Origin, Recipient, Severity, SnapshotSource, SourceKind, Status,
@@ -107,8 +108,13 @@ pub struct SendArgs {
     #[arg(long, value_name = "RECIPIENT", default_value = "all")]
     to: String,
     /// One line, at most 200 characters.
-    #[arg(long)]
-    title: String,
+    #[arg(long, required_unless_present = "batch")]
+    title: Option<String>,
+    /// Send many at once from JSON Lines (`-` for standard input): one object per line with
+    /// `severity`, `to`, `title` and optionally `message`, `details`, `link`, `expiresIn`.
+    /// Every line is checked first; then all are written in one write.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["title", "message", "details_file", "link", "expires_in", "snapshot_source"])]
+    batch: Option<PathBuf>,
     #[arg(long, default_value = "")]
     message: String,
     /// Read the details from this file (`-` for standard input).
@@ -250,15 +256,30 @@ fn ack(args: AckArgs, session: &mut Session<'_>, out: &mut dyn Write) -> Result<
 }
 
 fn send(args: SendArgs, session: &mut Session<'_>, out: &mut dyn Write) -> Result<()> {
+    let origin = Origin {
+        user: session.identity.clone(),
+        command: Some("kopia-notify send".to_string()),
+    };
+    if let Some(batch) = &args.batch {
+        let now = (session.clock)();
+        // Every line is checked before the repository is opened.
+        let drafts = send_batch::parse_batch(&send_batch::read_batch(batch)?, &origin, now)?;
+        let ids = Notifications::new(session.repository.manifests()?).send_all(&drafts, now)?;
+        if args.json {
+            writeln!(out, "{}", serde_json::json!({ "ids": ids }))?;
+        } else {
+            for id in ids {
+                writeln!(out, "{id}")?;
+            }
+        }
+        return Ok(());
+    }
     // Everything is checked before the repository is opened.
     let mut draft = Draft::new(
         args.severity.parse()?,
         args.to.parse()?,
-        &args.title,
-        Origin {
-            user: session.identity.clone(),
-            command: Some("kopia-notify send".to_string()),
-        },
+        args.title.as_deref().unwrap_or_default(),
+        origin,
     );
     draft.source_kind = args.source_kind.parse()?;
     draft.message = args.message;
@@ -884,6 +905,50 @@ mod tests {
         let (result, out, _) = exec(repo, &alice(), t0(), &argv);
         assert_eq!(result, Ok(0));
         out.trim().to_string()
+    }
+
+    /// A batch is checked whole, then written in one write; `ack --all` acknowledges all of
+    /// it in one more.
+    #[test]
+    fn send_batch_writes_every_line_at_once_and_ack_all_once_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = dir.path().join("batch.jsonl");
+        let line = |i: usize| {
+            format!(r#"{{"severity":"warning","to":"all","title":"Disk {i} almost full","expiresIn":"2d"}}"#)
+        };
+        let lines: Vec<String> = (0..250).map(line).collect();
+        std::fs::write(&batch, lines.join("\n")).unwrap();
+        let mut repo = repo();
+        let path = batch.to_str().unwrap();
+        let (result, out, _) = exec(&mut repo, &alice(), t0(), &["send", "--batch", path]);
+        assert_eq!(result, Ok(0));
+        assert_eq!(out.lines().count(), 250);
+        assert_eq!(repo.store.batches_written(), 1);
+        let (_, listed, _) = exec(&mut repo, &bob(), t0(), &["list", "--json"]);
+        let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 250);
+        let (result, _, _) = exec(&mut repo, &bob(), t0(), &["ack", "--all"]);
+        assert_eq!(result, Ok(0));
+        assert_eq!(repo.store.batches_written(), 2);
+
+        // One bad line: nothing is written, and the error names the line.
+        let mut bad = lines.clone();
+        bad[41] = r#"{"severity":"error","to":"all","title":"t","mesage":"typo"}"#.into();
+        std::fs::write(&batch, bad.join("\n")).unwrap();
+        let mut repo = self::repo();
+        let (result, _, _) = exec(&mut repo, &alice(), t0(), &["send", "--batch", path]);
+        let error = result.unwrap_err();
+        assert!(error.contains("batch line 42") && error.contains("mesage"), "{error}");
+        assert_eq!(repo.store.batches_written(), 0);
+        assert!(repo.store.is_empty());
+        // A batch and the fields of a single notification do not mix.
+        let argv = ["kopia-notify", "send", "--batch", path, "--title", "x"];
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: NotificationCommand,
+        }
+        assert!(<Cli as clap::Parser>::try_parse_from(argv).is_err());
     }
 
     #[test]

@@ -12,180 +12,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use chrono::{DateTime, Duration, Utc};
+use kopia_fixtures::unprivileged::Unprivileged;
 use kopia_fixtures::{require_kopia, Kopia, PASSWORD};
 use serde_json::Value;
 
-/// A repository Kopia created and writes as an unprivileged user (`nobody` when we are root).
-struct Unprivileged {
-    root: tempfile::TempDir,
-    kopia: PathBuf,
-    as_nobody: bool,
+/// kopia-notify as the repository's user, at a fixed clock.
+fn notify_command(repo: &Unprivileged, now: DateTime<Utc>) -> Command {
+    let mut cmd = repo.command(&repo.path("bin").join("kopia-notify"));
+    cmd.env("KOPIA_PASSWORD", PASSWORD)
+        .env("TZ", "UTC")
+        .env("KOPIA_NOTIFY_NOW", now.to_rfc3339())
+        .env("KOPIA_NOTIFICATIONS", "hidden")
+        .arg(format!("--config-file={}", repo.config_file().display()));
+    cmd
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-}
-
-impl Unprivileged {
-    fn create(kopia: &Kopia) -> Unprivileged {
-        let root = tempfile::Builder::new()
-            .prefix("kopia-health-")
-            .tempdir()
-            .expect("temp dir");
-        for dir in ["repo", "config", "cache", "logs", "src", "bin"] {
-            fs::create_dir_all(root.path().join(dir)).unwrap();
-        }
-        // nobody cannot reach a binary under /root: it gets its own copy.
-        let bin = root.path().join("bin").join("kopia");
-        fs::copy(kopia.path(), &bin).expect("copy kopia");
-        // kopia-notify runs as the same user: what it writes, Kopia must read.
-        fs::copy(
-            env!("CARGO_BIN_EXE_kopia-notify"),
-            root.path().join("bin").join("kopia-notify"),
-        )
-        .expect("copy kopia-notify");
-        let as_nobody = is_root();
-        let repo = Unprivileged {
-            root,
-            kopia: bin,
-            as_nobody,
-        };
-        fs::set_permissions(repo.root.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        repo.give_to_kopia(repo.root.path());
-        repo.kopia_ok(&[
-            "repository",
-            "create",
-            "filesystem",
-            &format!("--path={}", repo.path("repo").display()),
-            "--override-username=alice",
-            "--override-hostname=laptop",
-            "--format-block-key-derivation-algorithm=pbkdf2-sha256-600000",
-            "--persist-credentials",
-        ]);
-        repo
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.root.path().join(name)
-    }
-
-    fn config_file(&self) -> PathBuf {
-        self.path("config").join("repository.config")
-    }
-
-    /// Makes `path` (recursively) the unprivileged user's.
-    fn give_to_kopia(&self, path: &Path) {
-        if self.as_nobody {
-            let status = Command::new("chown")
-                .args(["-R", "nobody:nogroup"])
-                .arg(path)
-                .status()
-                .unwrap();
-            assert!(status.success(), "chown {}", path.display());
-        }
-    }
-
-    /// `program` as the repository's user, without inherited `KOPIA_*` settings.
-    fn command(&self, program: &Path) -> Command {
-        let mut cmd = if self.as_nobody {
-            let mut cmd = Command::new("setpriv");
-            cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-                .arg(program);
-            cmd
-        } else {
-            Command::new(program)
-        };
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("KOPIA_") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.env("HOME", self.root.path());
-        cmd
-    }
-
-    /// kopia-notify as the repository's user, at a fixed clock.
-    fn notify_command(&self, now: DateTime<Utc>) -> Command {
-        let mut cmd = self.command(&self.path("bin").join("kopia-notify"));
-        cmd.env("KOPIA_PASSWORD", PASSWORD)
-            .env("TZ", "UTC")
-            .env("KOPIA_NOTIFY_NOW", now.to_rfc3339())
-            .env("KOPIA_NOTIFICATIONS", "hidden")
-            .arg(format!("--config-file={}", self.config_file().display()));
-        cmd
-    }
-
-    fn kopia<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        let mut cmd = self.command(&self.kopia);
-        cmd.env("KOPIA_PASSWORD", PASSWORD)
-            .env("KOPIA_CHECK_FOR_UPDATES", "false")
-            .env("KOPIA_USE_KEYRING", "false")
-            .env("KOPIA_CACHE_DIRECTORY", self.path("cache"))
-            .arg(format!("--config-file={}", self.config_file().display()))
-            .arg(format!("--log-dir={}", self.path("logs").display()))
-            .arg("--no-auto-maintenance")
-            .args(args)
-            .output()
-            .expect("run kopia")
-    }
-
-    #[track_caller]
-    fn kopia_ok<S: AsRef<OsStr>>(&self, args: &[S]) -> String {
-        let out = self.kopia(args);
-        assert!(
-            out.status.success(),
-            "kopia failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json<S: AsRef<OsStr>>(&self, args: &[S]) -> Value {
-        serde_json::from_str(&self.kopia_ok(args)).expect("kopia printed JSON")
-    }
-
-    /// A source directory with one readable file and one only root may read.
-    fn source_with_unreadable_file(&self, name: &str) -> (PathBuf, PathBuf) {
-        let dir = self.path("src").join(name);
-        fs::create_dir_all(dir.join("sub")).unwrap();
-        fs::write(dir.join("ok.txt"), "fine\n").unwrap();
-        self.give_to_kopia(&dir);
-        let secret = dir.join("sub").join("secret.txt");
-        fs::write(&secret, "secret\n").unwrap();
-        fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
-        (dir, secret)
-    }
-
-    /// `kopia manifest list --json --filter=…`.
-    fn manifests(&self, filter: &str) -> Vec<Value> {
-        self.json(&["manifest", "list", "--json", &format!("--filter={filter}")])
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    /// Kopia's snapshots of `dir`, as `snapshot list --all --json` prints them.
-    fn snapshots(&self, dir: &Path) -> Vec<Value> {
-        self.json(&[
-            OsStr::new("snapshot"),
-            OsStr::new("list"),
-            OsStr::new("--all"),
-            OsStr::new("--json"),
-            dir.as_os_str(),
-        ])
-        .as_array()
-        .unwrap()
-        .clone()
-    }
+/// A repository Kopia creates as the unprivileged user, with our CLI beside Kopia.
+fn unprivileged(kopia: &Kopia) -> Unprivileged {
+    Unprivileged::create(kopia, &[Path::new(env!("CARGO_BIN_EXE_kopia-notify"))])
 }
 
 /// kopia-notify at a fixed clock, as the user Kopia runs as.
 fn notify(repo: &Unprivileged, now: DateTime<Utc>, args: &[&str]) -> Output {
-    repo.notify_command(now)
+    notify_command(repo, now)
         .args(args)
         .output()
         .expect("run kopia-notify")
@@ -235,7 +84,7 @@ fn failed_and_canceled_snapshots_notify_once_and_resolve() {
     let Some(kopia) = require_kopia() else {
         return;
     };
-    let repo = Unprivileged::create(&kopia);
+    let repo = unprivileged(&kopia);
     let (dir, secret) = repo.source_with_unreadable_file("home");
 
     // Kopia writes a complete manifest that counts the failure, and exits non-zero.
@@ -272,7 +121,7 @@ fn failed_and_canceled_snapshots_notify_once_and_resolve() {
 
     // Two checks at once write the derived notification exactly once.
     let [a, b] = [0, 1].map(|_| {
-        repo.notify_command(now)
+        notify_command(&repo, now)
             .args(["check", "--json"])
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -357,7 +206,7 @@ fn a_maintenance_task_that_really_failed_and_an_owner_that_never_runs() {
     let Some(kopia) = require_kopia() else {
         return;
     };
-    let repo = Unprivileged::create(&kopia);
+    let repo = unprivileged(&kopia);
     let dir = repo.path("src").join("data");
     fs::create_dir_all(&dir).unwrap();
     fs::write(dir.join("a.txt"), "a\n").unwrap();
@@ -417,7 +266,7 @@ fn kopia_scheduling_policies_make_sources_overdue() {
     let Some(kopia) = require_kopia() else {
         return;
     };
-    let repo = Unprivileged::create(&kopia);
+    let repo = unprivileged(&kopia);
     let mut dirs = Vec::new();
     for name in ["hourly", "manual", "nightly"] {
         let dir = repo.path("src").join(name);
@@ -529,7 +378,7 @@ fn our_policy_in_the_repository_steers_the_checks() {
     let Some(kopia) = require_kopia() else {
         return;
     };
-    let repo = Unprivileged::create(&kopia);
+    let repo = unprivileged(&kopia);
     let (dir, _) = repo.source_with_unreadable_file("docs");
     repo.kopia_ok(&[
         OsStr::new("policy"),
