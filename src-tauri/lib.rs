@@ -185,9 +185,7 @@ async fn handle_events(
     while let Some(event) = events.recv().await {
         tracing::debug!(?event, "engine event");
         match event {
-            EngineEvent::NewPending { items, summary, .. } => {
-                popups.show_new(items, summary).await
-            }
+            EngineEvent::NewPending { items, summary, .. } => popups.show_new(items, summary).await,
             EngineEvent::Withdrawn { repo, ids } => popups.withdraw(repo, &ids),
             EngineEvent::Changed(_) => {
                 refresh_tray(&app, &engine).await;

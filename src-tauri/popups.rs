@@ -58,7 +58,7 @@ pub fn short_message(message: &str) -> String {
 /// One popup to show.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Popup {
-    Single(NotificationView),
+    Single(Box<NotificationView>),
     /// Stands for several new notifications (the engine's popup budget decided); clicking it
     /// opens the window's list.
     Summary(PopupSummary),
@@ -66,7 +66,10 @@ pub enum Popup {
 
 /// The popups of one `NewPending` event: one per item, and the summary if there is one.
 pub fn plan(items: Vec<NotificationView>, summary: Option<PopupSummary>) -> Vec<Popup> {
-    let mut popups: Vec<Popup> = items.into_iter().map(Popup::Single).collect();
+    let mut popups: Vec<Popup> = items
+        .into_iter()
+        .map(|n| Popup::Single(Box::new(n)))
+        .collect();
     popups.extend(summary.map(Popup::Summary));
     popups
 }
@@ -305,7 +308,7 @@ mod tests {
         }
     }
 
-    fn summary(errors: usize, warnings: usize, repository: &str) -> PopupSummary {
+    fn summary_of(errors: usize, warnings: usize, repository: &str) -> PopupSummary {
         PopupSummary::of(
             repository,
             std::iter::repeat_n(Severity::Error, errors)
@@ -327,10 +330,10 @@ mod tests {
         let mut n = item("a", Severity::Error);
         n.title = "A & B \u{202e}exe.pdf\u{1b}[2J".into();
         n.message = "line\n\u{200b}x & y".into();
-        let (summary, body) = Popup::Single(n).texts();
+        let (summary, body) = Popup::Single(Box::new(n)).texts();
         assert_eq!(summary, "A & B \\u{202e}exe.pdf\\x1b[2J");
         assert_eq!(body, "line\n\\u{200b}x &amp; y\nlaptop · nas");
-        let (summary, body) = Popup::Summary(summary(4, 0, "R&D \u{202e}")).texts();
+        let (summary, body) = Popup::Summary(summary_of(4, 0, "R&D \u{202e}")).texts();
         assert_eq!(summary, "4 new Kopia notifications");
         assert_eq!(body, "4 errors in R&amp;D \\u{202e}");
     }
@@ -362,8 +365,8 @@ mod tests {
         assert_eq!(popups.len(), 3);
         assert!(matches!(&popups[1], Popup::Single(n) if n.id == "b"));
 
-        let popups = plan(Vec::new(), Some(summary(2, 3, "nas")));
-        assert_eq!(popups, vec![Popup::Summary(summary(2, 3, "nas"))]);
+        let popups = plan(Vec::new(), Some(summary_of(2, 3, "nas")));
+        assert_eq!(popups, vec![Popup::Summary(summary_of(2, 3, "nas"))]);
         let (title, body) = popups[0].texts();
         assert_eq!(title, "5 new Kopia notifications");
         assert_eq!(body, "2 errors, 3 warnings in nas");
@@ -371,7 +374,7 @@ mod tests {
         assert_eq!(popup.timeout, Timeout::Never);
         // A summary cannot be acknowledged from the popup: it opens the list.
         assert!(!popup.actions.iter().any(|a| a == "acknowledge"));
-        let quiet = Popup::Summary(summary(0, 1, "nas")).to_notification(None);
+        let quiet = Popup::Summary(summary_of(0, 1, "nas")).to_notification(None);
         assert_eq!(quiet.timeout, Timeout::Default);
     }
 
@@ -380,7 +383,7 @@ mod tests {
         let mut n = item("a", Severity::Error);
         n.title = "<i>disk</i> & more".into();
         n.message = "A & <b>B</b>".into();
-        let popup = Popup::Single(n).to_notification(Some("/x/icon.png"));
+        let popup = Popup::Single(Box::new(n)).to_notification(Some("/x/icon.png"));
         // The summary is plain text: shown as written, not as entities.
         assert_eq!(popup.summary, "<i>disk</i> & more");
         assert_eq!(popup.body, "A &amp; &lt;b&gt;B&lt;/b&gt;\nlaptop · nas");
@@ -395,7 +398,7 @@ mod tests {
             .hints
             .contains(&notify_rust::Hint::Urgency(Urgency::Critical)));
 
-        let warning = Popup::Single(item("b", Severity::Warning)).to_notification(None);
+        let warning = Popup::Single(Box::new(item("b", Severity::Warning))).to_notification(None);
         assert_eq!(warning.timeout, Timeout::Default);
         assert!(warning
             .hints

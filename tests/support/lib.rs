@@ -4,8 +4,8 @@
 //! It is not a Kopia client: every operation shells out to the binary, and every failure panics.
 
 pub mod bench;
-pub mod servers;
 pub mod link;
+pub mod servers;
 pub mod unprivileged;
 use std::ffi::OsStr;
 use std::fs::{self, File};

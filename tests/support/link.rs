@@ -92,7 +92,8 @@ impl CuttableLink {
                         connections.push(server.try_clone().unwrap());
                         drop(connections);
                         let requests = Arc::clone(&shared);
-                        let (client_in, server_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        let (client_in, server_out) =
+                            (client.try_clone().unwrap(), server.try_clone().unwrap());
                         thread::spawn(move || pump(client_in, server_out, Some(&requests)));
                         thread::spawn(move || pump(server, client, None));
                     }

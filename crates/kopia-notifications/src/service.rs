@@ -67,7 +67,11 @@ impl<'s> Notifications<'s> {
         if ids.len() != drafts.len() {
             return Err(Error::Store(crate::StoreError::new(
                 crate::StoreErrorKind::Other,
-                format!("the store returned {} IDs for {} notifications", ids.len(), drafts.len()),
+                format!(
+                    "the store returned {} IDs for {} notifications",
+                    ids.len(),
+                    drafts.len()
+                ),
             )));
         }
         tracing::debug!(count = ids.len(), "notifications sent");

@@ -172,7 +172,6 @@ async fn start_poller(inner: &Arc<Hub>, record: RepoRecord) {
     }
 }
 
-
 /// Checks settings from the window before they are saved.
 fn validate_settings(settings: &mut Settings) -> Result<(), EngineError> {
     for (name, seconds) in [

@@ -18,8 +18,8 @@ mod watch;
 
 pub use diff::{diff_pending, PendingDiff, PendingEntry};
 pub use engine::{Engine, EngineHandle, MAX_POLL_INTERVAL_SECS, MIN_POLL_INTERVAL_SECS};
-pub use hub::EngineOptions;
 pub use error::EngineError;
+pub use hub::EngineOptions;
 pub use poller::backoff;
 pub use popup_budget::{PopupSummary, SINGLE_POPUPS_PER_WINDOW};
 pub use secrets::{MemorySecrets, OsKeyring, SecretStore, KEYRING_SERVICE};

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use kopia_notifications::Severity;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

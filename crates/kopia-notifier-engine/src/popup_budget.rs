@@ -143,7 +143,10 @@ mod tests {
         let admissions: Vec<Admission> = (0..1_000)
             .map(|i| one_by_one.admit(1, t(0) + Duration::milliseconds(600 * i)))
             .collect();
-        let raised = admissions.iter().filter(|a| **a != Admission::Quiet).count();
+        let raised = admissions
+            .iter()
+            .filter(|a| **a != Admission::Quiet)
+            .count();
         assert_eq!(raised, SINGLE_POPUPS_PER_WINDOW + 1);
     }
 
@@ -159,8 +162,10 @@ mod tests {
 
     #[test]
     fn summaries_count_by_severity() {
-        let summary =
-            PopupSummary::of("nas", [Severity::Warning, Severity::Error, Severity::Warning]);
+        let summary = PopupSummary::of(
+            "nas",
+            [Severity::Warning, Severity::Error, Severity::Warning],
+        );
         assert_eq!(
             summary,
             PopupSummary {

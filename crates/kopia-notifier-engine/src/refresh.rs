@@ -253,7 +253,6 @@ pub(crate) fn overlay_queued(
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -73,7 +73,6 @@ fn is_change(kind: &notify::EventKind) -> bool {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,9 +66,14 @@ impl Writer {
         };
         let manifests = (0..count)
             .map(|i| {
-                Draft::new(severity, Recipient::All, &format!("flood {i}"), origin.clone())
-                    .to_manifest(Utc::now())
-                    .unwrap()
+                Draft::new(
+                    severity,
+                    Recipient::All,
+                    &format!("flood {i}"),
+                    origin.clone(),
+                )
+                .to_manifest(Utc::now())
+                .unwrap()
             })
             .collect();
         self.manifests.write(manifests, Vec::new()).unwrap();
@@ -590,6 +595,7 @@ async fn settings_round_trip_and_validation() {
     assert_eq!(engine.settings().await, Settings::default());
     let settings = Settings {
         poll_interval_secs: 10,
+        network_poll_interval_secs: 600,
         min_popup_severity: Severity::Error,
         identity_override: Some("bob@desk".into()),
         launch_at_login: true,
@@ -655,12 +661,22 @@ async fn demo_creates_a_seeded_repository_once() {
     let fixture = Fixture::new();
     let (engine, mut events) = fixture.start_with(fixture.options(), true).await;
     let event = wait_event(&mut events, Duration::from_secs(15), is_new_pending).await;
-    let EngineEvent::NewPending { items, .. } = event else {
+    let EngineEvent::NewPending { items, summary, .. } = event else {
         unreachable!()
     };
-    // Warnings and errors pop (the default minimum), oldest first.
-    let severities: Vec<&str> = items.iter().map(|i| i.severity.as_str()).collect();
-    assert_eq!(severities, ["warning", "warning", "error", "error"]);
+    // Warnings and errors pop (the default minimum): four at once are one summary.
+    assert!(items.is_empty(), "{items:?}");
+    let summary = summary.expect("a summary popup");
+    assert_eq!(
+        (
+            summary.count,
+            summary.errors,
+            summary.warnings,
+            summary.normal
+        ),
+        (4, 2, 2, 0)
+    );
+    assert_eq!(summary.repository, "Demo");
     let overview = engine.overview().await;
     assert_eq!(overview.repositories.len(), 1);
     assert_eq!(overview.repositories[0].name, "Demo");
@@ -836,7 +852,10 @@ async fn a_flood_of_notifications_raises_a_handful_of_popups() {
             }
         }
     }
-    assert_eq!(singles, 0, "the first burst is past the single-popup budget");
+    assert_eq!(
+        singles, 0,
+        "the first burst is past the single-popup budget"
+    );
     assert_eq!(summaries.len(), 1, "{summaries:?}");
     assert_eq!(summaries[0].errors, 100);
     assert_eq!(summaries[0].repository, "Test");
@@ -871,7 +890,10 @@ async fn details_are_fetched_on_demand() {
     wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
     let overview = engine.overview().await;
     let listed = &overview.notifications[0];
-    assert_eq!((listed.id.as_str(), listed.title.as_str()), (id.as_str(), "Snapshot failed"));
+    assert_eq!(
+        (listed.id.as_str(), listed.title.as_str()),
+        (id.as_str(), "Snapshot failed")
+    );
     assert!(listed.message.is_empty() && listed.details.is_empty());
     let full = engine.notification(repo, &id).await.unwrap();
     assert_eq!(full.message, draft.message);
@@ -882,5 +904,45 @@ async fn details_are_fetched_on_demand() {
         engine.notification(repo + 1, &id).await,
         Err(EngineError::UnknownRepository(_))
     ));
+    engine.shutdown().await;
+}
+
+/// The repository is replaced underneath the engine (restored from another copy, re-created
+/// with the same password): its indexes no longer decrypt with the keys held, so the engine
+/// opens it again and shows the new repository's notifications; nothing is written into it
+/// on behalf of the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_replaced_underneath_is_opened_again() {
+    let fixture = Fixture::new();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    let old = writer.send(Severity::Error, "In the old repository");
+    let (engine, mut events, repo) = fixture.started_with_repo().await;
+    wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
+
+    let moved = fixture.repo_path.with_file_name("old-repo");
+    std::fs::rename(&fixture.repo_path, &moved).unwrap();
+    Repository::create_filesystem(&fixture.repo_path, PASSWORD, &owner(&me())).unwrap();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    let new = writer.send(Severity::Error, "In the new repository");
+    let manifests_written = writer.manifests.find(&Default::default()).unwrap().len();
+    engine.check_now().await;
+    let event = wait_event(&mut events, Duration::from_secs(20), is_new_pending).await;
+    assert_eq!(popped_ids(&event), std::slice::from_ref(&new));
+    wait_status(&engine, repo, |s| matches!(s, RepositoryStatus::Ok { .. })).await;
+    let listed: Vec<String> = engine
+        .overview()
+        .await
+        .notifications
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(listed, [new]);
+    assert!(!listed.contains(&old));
+    writer.manifests.refresh().unwrap();
+    assert_eq!(
+        writer.manifests.find(&Default::default()).unwrap().len(),
+        manifests_written,
+        "nothing written on the old one's behalf"
+    );
     engine.shutdown().await;
 }

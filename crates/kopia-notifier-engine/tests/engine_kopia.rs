@@ -40,10 +40,21 @@ async fn a_snapshot_kopia_recorded_as_failed_pops_up_and_resolves_after_a_clean_
     };
     let repo = Unprivileged::create(&kopia, &[]);
     let (source, secret) = repo.source_with_unreadable_file("home");
-    let snapshot = [OsStr::new("snapshot"), OsStr::new("create"), source.as_os_str()];
+    let snapshot = [
+        OsStr::new("snapshot"),
+        OsStr::new("create"),
+        source.as_os_str(),
+    ];
     let out = repo.kopia(&snapshot);
-    assert!(!out.status.success(), "the unreadable file must fail the snapshot");
-    assert_eq!(repo.snapshots(&source).len(), 1, "Kopia kept the failed snapshot");
+    assert!(
+        !out.status.success(),
+        "the unreadable file must fail the snapshot"
+    );
+    assert_eq!(
+        repo.snapshots(&source).len(),
+        1,
+        "Kopia kept the failed snapshot"
+    );
 
     // Nothing set up: the first run finds Kopia's connection, with its persisted password.
     let data = tempfile::tempdir().unwrap();
@@ -115,7 +126,10 @@ async fn a_snapshot_kopia_recorded_as_failed_pops_up_and_resolves_after_a_clean_
         .find(|n| n.id == error.id)
         .expect("kept in history");
     assert!(!resolved.is_pending());
-    let resolution = resolved.resolved.as_ref().expect("resolved, with when and why");
+    let resolution = resolved
+        .resolved
+        .as_ref()
+        .expect("resolved, with when and why");
     assert!(!resolution.reason.is_empty());
     assert!(resolution.at >= error.created);
     engine.shutdown().await;

@@ -118,23 +118,32 @@ async fn an_s3_repository_pops_up_costs_one_list_and_recovers_from_an_outage() {
         popped(e).contains(&first)
     })
     .await;
-    assert_eq!(popped(&event), [first.clone()]);
+    assert_eq!(popped(&event), [first]);
 
     // An unchanged repository: one LIST request, no object read.
     tokio::time::sleep(Duration::from_millis(300)).await;
     link.take_requests();
     engine.check_now().await;
     let checked = engine.overview().await.repositories[0].status.clone();
-    wait_status(&engine, |s| s != &checked && matches!(s, RepositoryStatus::Ok { .. })).await;
+    wait_status(&engine, |s| {
+        s != &checked && matches!(s, RepositoryStatus::Ok { .. })
+    })
+    .await;
     let requests = link.take_requests();
-    let lists: Vec<&String> = requests.iter().filter(|r| r.contains("list-type=2")).collect();
+    let lists: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.contains("list-type=2"))
+        .collect();
     assert_eq!(lists.len(), 1, "{requests:#?}");
     assert_eq!(requests.len(), 1, "no reads: {requests:#?}");
 
     // The server vanishes, during a refresh and after: "unreachable", named.
     engine.check_now().await;
     link.cut();
-    wait_status(&engine, |s| matches!(s, RepositoryStatus::Unreachable { .. })).await;
+    wait_status(&engine, |s| {
+        matches!(s, RepositoryStatus::Unreachable { .. })
+    })
+    .await;
     let overview = engine.overview().await;
     assert_eq!(overview.tray.unreachable, 1);
     let RepositoryStatus::Unreachable { error, .. } = &overview.repositories[0].status else {
@@ -148,6 +157,9 @@ async fn an_s3_repository_pops_up_costs_one_list_and_recovers_from_an_outage() {
     assert_eq!(engine.overview().await.tray.unreachable, 0);
     let second = send(&config, "Backup of the laptop failed");
     engine.check_now().await;
-    wait_event(&mut events, Duration::from_secs(20), |e| popped(e).contains(&second)).await;
+    wait_event(&mut events, Duration::from_secs(20), |e| {
+        popped(e).contains(&second)
+    })
+    .await;
     engine.shutdown().await;
 }

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
+use crate::send_batch;
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Offset, TimeZone, Utc};
 use clap::{ArgGroup, Args, Subcommand};
@@ -14,7 +15,6 @@ use kopia_notifications::duration::parse_duration;
 use kopia_notifications::inbox::{GcPlan, NotificationDetails};
 use kopia_notifications::inert;
 use kopia_notifications::schema::limits;
-use crate::send_batch;
 use kopia_notifications::{
     AckOutcome, Draft, Identity, Inbox, InboxItem, ListOptions, ManifestAccess, Notifications,
     Origin, Recipient, Severity, SnapshotSource, SourceKind, Status,
@@ -914,7 +914,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let batch = dir.path().join("batch.jsonl");
         let line = |i: usize| {
-            format!(r#"{{"severity":"warning","to":"all","title":"Disk {i} almost full","expiresIn":"2d"}}"#)
+            format!(
+                r#"{{"severity":"warning","to":"all","title":"Disk {i} almost full","expiresIn":"2d"}}"#
+            )
         };
         let lines: Vec<String> = (0..250).map(line).collect();
         std::fs::write(&batch, lines.join("\n")).unwrap();
@@ -938,7 +940,10 @@ mod tests {
         let mut repo = self::repo();
         let (result, _, _) = exec(&mut repo, &alice(), t0(), &["send", "--batch", path]);
         let error = result.unwrap_err();
-        assert!(error.contains("batch line 42") && error.contains("mesage"), "{error}");
+        assert!(
+            error.contains("batch line 42") && error.contains("mesage"),
+            "{error}"
+        );
         assert_eq!(repo.store.batches_written(), 0);
         assert!(repo.store.is_empty());
         // A batch and the fields of a single notification do not mix.

@@ -52,7 +52,8 @@ pub fn parse_batch(text: &str, origin: &Origin, now: DateTime<Utc>) -> Result<Ve
         if line.trim().is_empty() {
             continue;
         }
-        let draft = parse_line(line, origin, now).with_context(|| format!("batch line {number}"))?;
+        let draft =
+            parse_line(line, origin, now).with_context(|| format!("batch line {number}"))?;
         drafts.push(draft);
     }
     if drafts.is_empty() {
@@ -110,7 +111,10 @@ mod tests {
         assert_eq!(drafts.len(), 2);
         assert_eq!(drafts[0].severity, Severity::Error);
         assert_eq!(drafts[0].recipient, Recipient::All);
-        assert_eq!(drafts[1].recipient, Recipient::User("bob@desk".parse().unwrap()));
+        assert_eq!(
+            drafts[1].recipient,
+            Recipient::User("bob@desk".parse().unwrap())
+        );
         assert_eq!(
             (drafts[1].message.as_str(), drafts[1].details.as_str()),
             ("m", "d")
@@ -124,11 +128,23 @@ mod tests {
         let good = r#"{"severity":"error","to":"all","title":"ok"}"#;
         for (bad, why) in [
             (r#"{"severity":"loud","to":"all","title":"t"}"#, "loud"),
-            (r#"{"severity":"error","to":"nobody","title":"t"}"#, "nobody"),
+            (
+                r#"{"severity":"error","to":"nobody","title":"t"}"#,
+                "nobody",
+            ),
             (r#"{"severity":"error","to":"all"}"#, "title"),
-            (r#"{"severity":"error","to":"all","title":"t","mesage":"x"}"#, "mesage"),
-            (r#"{"severity":"error","to":"all","title":"t","expiresIn":"soon"}"#, "soon"),
-            (r#"{"severity":"error","to":"all","title":"t","link":"javascript:x"}"#, "link"),
+            (
+                r#"{"severity":"error","to":"all","title":"t","mesage":"x"}"#,
+                "mesage",
+            ),
+            (
+                r#"{"severity":"error","to":"all","title":"t","expiresIn":"soon"}"#,
+                "soon",
+            ),
+            (
+                r#"{"severity":"error","to":"all","title":"t","link":"javascript:x"}"#,
+                "link",
+            ),
             ("not json", "expected"),
         ] {
             let text = format!("{good}\n{good}\n{bad}\n{good}\n");
