@@ -9,6 +9,7 @@ mod output;
 mod policy_commands;
 mod repository_access;
 mod summary;
+mod upgrade_check;
 mod verify_command;
 
 use std::path::PathBuf;
