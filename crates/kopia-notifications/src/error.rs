@@ -53,6 +53,8 @@ pub enum Error {
         text: String,
         reason: String,
     },
+    #[error("invalid answer from releases endpoint {url}: {reason}")]
+    InvalidRelease { url: String, reason: String },
     #[error("malformed manifest {id}: {reason}")]
     Malformed { id: String, reason: String },
     #[error(transparent)]

@@ -1,6 +1,8 @@
 //! `kopia-notify check [--dry-run] [--json]`: runs the repository health checks once and writes
 //! the new derived notifications and resolutions in one write (made for cron and systemd
-//! timers; see docs/systemd/). A read-only connection, like `--dry-run`, writes nothing.
+//! timers; see docs/systemd/). A read-only connection, like `--dry-run`, writes nothing. It also
+//! compares the installed Kopia and Kopia Notifier against their latest releases
+//! ([`crate::upgrade_check`]) unless told not to.
 
 use std::io::Write;
 use std::path::Path;
@@ -10,9 +12,10 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use kopia_notifications::health::check::{run_check, CheckOutcome, Recorded};
 use kopia_notifications::health::live::maintenance_schedule;
-use kopia_notifications::health::upgrade::Versions;
 use kopia_notifications::kopia_store::KopiaManifests;
 use kopia_notifications::{Identity, Origin};
+
+use crate::upgrade_check::{self, UpgradeArgs};
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -22,6 +25,8 @@ pub struct CheckArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    upgrade: UpgradeArgs,
 }
 
 pub fn run(
@@ -32,10 +37,16 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<()> {
-    let (mut manifests, client) = KopiaManifests::open_client_config(config_file)?;
+    // The release requests run while the repository opens (key derivation, index load).
+    let (opened, versions) = std::thread::scope(|scope| {
+        let versions = scope.spawn(|| upgrade_check::versions(&args.upgrade, now));
+        let opened = KopiaManifests::open_client_config(config_file);
+        (opened, versions.join().unwrap_or_default())
+    });
+    let (mut manifests, client) = opened?;
     let recorded = Recorded {
         schedule: maintenance_schedule(&manifests),
-        versions: kopia_versions(config_file),
+        versions,
     };
     let write = !args.dry_run && !client.readonly;
     let origin = Origin {
@@ -60,34 +71,6 @@ pub fn run(
         out.write_all(render(&outcome, args.dry_run, client.readonly).as_bytes())?;
     }
     Ok(())
-}
-
-/// The installed Kopia (`kopia --version` from `KOPIA_BIN` or `PATH`) and the newest release
-/// Kopia's own update check saw (`<config-file>.update-info.json`, `availableVersion`).
-fn kopia_versions(config_file: &Path) -> Result<Versions, String> {
-    let info_file = format!("{}.update-info.json", config_file.display());
-    let info = std::fs::read_to_string(&info_file).map_err(|e| format!("{info_file}: {e}"))?;
-    let info: serde_json::Value =
-        serde_json::from_str(&info).map_err(|e| format!("{info_file}: {e}"))?;
-    let available = info["availableVersion"]
-        .as_str()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("{info_file} names no availableVersion"))?
-        .to_string();
-    let binary = std::env::var_os("KOPIA_BIN").unwrap_or_else(|| "kopia".into());
-    let output = std::process::Command::new(&binary)
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("{}: {e}", binary.to_string_lossy()))?;
-    let installed = String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .next()
-        .ok_or("kopia --version printed nothing")?
-        .to_string();
-    Ok(Versions {
-        installed,
-        available,
-    })
 }
 
 fn short(id: &str) -> &str {

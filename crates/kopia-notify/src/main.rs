@@ -10,6 +10,7 @@ mod policy_commands;
 mod repository_access;
 mod send_batch;
 mod summary;
+mod upgrade_check;
 mod verify_command;
 
 use std::path::PathBuf;

@@ -87,11 +87,12 @@ fn of_type(store: &dyn ManifestAccess, kind: &str) -> Result<Vec<StoredManifest>
     )]))?)
 }
 
-/// What a check reads besides the manifests: Kopia's maintenance blob and this machine's Kopia
-/// versions, or why each could not be read (then nothing of that kind is decided).
+/// What a check reads besides the manifests: Kopia's maintenance blob, or why it could not be
+/// read (then nothing about maintenance is decided), and this machine's installed versions
+/// against the latest releases (only the products in it are decided).
 pub struct Recorded {
     pub schedule: Result<Schedule, String>,
-    pub versions: Result<Versions, String>,
+    pub versions: Versions,
 }
 
 /// Runs every check at `now` as `origin.user`, times of day and cron read in `zone`. With
@@ -139,12 +140,13 @@ pub fn run_check<Tz: TimeZone>(
         zone,
     ));
 
-    match recorded.versions {
-        Ok(versions) => {
-            checked.insert(DerivedKind::UpgradeAvailable);
-            findings.extend(super::upgrade::check(&versions, &origin.user, &policies));
-        }
-        Err(why) => tracing::debug!(%why, "upgrade not checked"),
+    if !recorded.versions.products.is_empty() {
+        checked.insert(DerivedKind::UpgradeAvailable);
+        findings.extend(super::upgrade::check(
+            &recorded.versions,
+            &origin.user,
+            &policies,
+        ));
     }
     let maintenance = match recorded.schedule {
         Ok(schedule) => {
@@ -177,6 +179,7 @@ pub fn run_check<Tz: TimeZone>(
     let evidence = Evidence {
         snapshots: &snapshots,
         maintenance: maintenance.as_ref(),
+        versions: &recorded.versions,
     };
     plan_and_write(
         store, &findings, &checked, &evidence, origin, now, write, problems,
@@ -241,6 +244,7 @@ pub fn run_verify(
     let evidence = Evidence {
         snapshots: &[],
         maintenance: None,
+        versions: &Versions::default(),
     };
     plan_and_write(
         store,
@@ -267,7 +271,7 @@ mod tests {
     fn recorded(schedule: Result<Schedule, String>) -> Recorded {
         Recorded {
             schedule,
-            versions: Err("not installed".into()),
+            versions: Versions::default(),
         }
     }
 

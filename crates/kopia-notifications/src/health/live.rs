@@ -32,8 +32,8 @@ pub struct LiveChecks {
 
 impl LiveChecks {
     /// Runs every check at `now` after a refresh that reported `changed`, and writes the new
-    /// findings and resolutions in one write unless the connection is read-only. Kopia
-    /// versions are only known to the caller (`None`: not checked).
+    /// findings and resolutions in one write unless the connection is read-only. Installed
+    /// versions and releases are only known to the caller (`None`: not checked).
     pub fn run<Tz: TimeZone>(
         &mut self,
         manifests: &mut KopiaManifests,
@@ -57,7 +57,7 @@ impl LiveChecks {
             .unwrap_or_else(|| Err("maintenance not read".into()));
         let recorded = Recorded {
             schedule,
-            versions: versions.ok_or_else(|| "Kopia versions not known here".to_string()),
+            versions: versions.unwrap_or_default(),
         };
         let write = manifests.read_only_config().is_none();
         run_check(manifests, recorded, origin, now, zone, write)

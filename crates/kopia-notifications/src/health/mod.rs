@@ -11,6 +11,7 @@ pub mod cron;
 pub mod live;
 pub mod maintenance;
 pub mod overdue;
+pub mod releases;
 pub mod resolution;
 pub mod schedule;
 pub mod snapshots;
@@ -56,7 +57,7 @@ pub enum DerivedKind {
     MaintenanceOverdue,
     /// `kopia-notify verify` found damaged contents.
     Corruption,
-    /// Kopia found a newer release than the one installed here.
+    /// A newer release of Kopia or Kopia Notifier than the one installed here.
     UpgradeAvailable,
 }
 

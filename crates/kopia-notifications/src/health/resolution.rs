@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::maintenance::MaintenanceState;
 use super::snapshots::{by_source, Snapshot};
+use super::upgrade::Versions;
 use super::{derived_id, label as derived_label, DerivedKind, Finding};
+use crate::identity::Identity;
 use crate::schema::{label, rfc3339, Notification, Origin, SCHEMA_VERSION};
 use crate::store::{NewManifest, StoredManifest};
 use crate::Error;
@@ -141,6 +143,8 @@ impl CheckPlan {
 pub struct Evidence<'a> {
     pub snapshots: &'a [Snapshot],
     pub maintenance: Option<&'a MaintenanceState>,
+    /// The products whose versions this check compared.
+    pub versions: &'a Versions,
 }
 
 impl Evidence<'_> {
@@ -153,8 +157,15 @@ impl Evidence<'_> {
             .is_some_and(|newest| newest.id != triggered_by)
     }
 
-    /// Why a derived notification of `kind` about `subject` triggered by `trigger` is gone.
-    pub fn explain(&self, kind: DerivedKind, subject: &str, trigger: &str) -> String {
+    /// Why a derived notification of `kind` about `subject` triggered by `trigger` is gone,
+    /// found by a check as `who`.
+    pub fn explain(
+        &self,
+        kind: DerivedKind,
+        subject: &str,
+        trigger: &str,
+        who: &Identity,
+    ) -> String {
         use DerivedKind::*;
         match kind {
             SnapshotErrors | SnapshotIgnoredErrors | SnapshotInterrupted | SnapshotOverdue => {
@@ -204,7 +215,10 @@ impl Evidence<'_> {
             },
             MaintenanceOverdue => format!("the {subject} succeeded again or is no longer due"),
             Corruption => "a later verification found no damaged contents".to_string(),
-            UpgradeAvailable => format!("Kopia {trigger} or later is installed"),
+            UpgradeAvailable => match self.versions.about(subject, who) {
+                Some(current) => super::upgrade::explain(current, trigger),
+                None => format!("{subject} was not compared"),
+            },
         }
     }
 }
@@ -265,7 +279,14 @@ pub fn plan(
         {
             continue;
         }
-        let reason = evidence.explain(kind, subject, trigger);
+        // Upgrades are about one machine's installation: only that machine's user, having
+        // compared that product this time, may say it is gone.
+        if kind == DerivedKind::UpgradeAvailable
+            && evidence.versions.about(subject, &origin.user).is_none()
+        {
+            continue;
+        }
+        let reason = evidence.explain(kind, subject, trigger, &origin.user);
         let title = Notification::from_manifest(manifest)
             .map(|n| n.title)
             .unwrap_or_default();
@@ -329,6 +350,7 @@ mod tests {
         let evidence = Evidence {
             snapshots: &failed,
             maintenance: None,
+            versions: &Versions::default(),
         };
         let first = plan(
             &findings,
@@ -371,6 +393,7 @@ mod tests {
         let evidence = Evidence {
             snapshots: &fixed,
             maintenance: None,
+            versions: &Versions::default(),
         };
         let later = t0() + Duration::minutes(5);
         let resolving = plan(
@@ -428,6 +451,7 @@ mod tests {
         let evidence = Evidence {
             snapshots: &snapshots,
             maintenance: None,
+            versions: &Versions::default(),
         };
         let kinds: BTreeSet<DerivedKind> = [DerivedKind::SnapshotOverdue].into();
         let first = plan(&findings, &[], &[], &kinds, &evidence, &origin(), t0()).unwrap();
@@ -444,6 +468,7 @@ mod tests {
         let evidence = Evidence {
             snapshots: &newer,
             maintenance: None,
+            versions: &Versions::default(),
         };
         let done = plan(&[], &existing, &[], &kinds, &evidence, &origin(), t0()).unwrap();
         assert_eq!(done.resolutions.len(), 1);
@@ -456,6 +481,7 @@ mod tests {
         let evidence = Evidence {
             snapshots: &failed,
             maintenance: None,
+            versions: &Versions::default(),
         };
         let first = plan(
             &findings,
@@ -486,5 +512,86 @@ mod tests {
             ..stored("r", &Resolution::new_manifest("n", "x", t0()))
         };
         assert!(Resolution::from_manifest(&bad).is_err());
+    }
+
+    #[test]
+    fn upgrades_resolve_only_for_the_machine_that_compared_them() {
+        use crate::health::releases::Release;
+        use crate::health::upgrade::{self, Product, ProductVersions};
+        use crate::test_fixtures::bob;
+        let kopia = |installed: &str| Versions {
+            products: vec![ProductVersions {
+                product: Product::Kopia,
+                installed: installed.into(),
+                latest: Some(Release {
+                    version: "v0.24.0".into(),
+                    url: "https://example.invalid/v0.24.0".into(),
+                }),
+            }],
+        };
+        let kinds: BTreeSet<DerivedKind> = [DerivedKind::UpgradeAvailable].into();
+        let old = kopia("v0.23.1");
+        let findings = upgrade::check(&old, &alice(), &NotificationPolicies::default());
+        let evidence = |versions| Evidence {
+            snapshots: &[],
+            maintenance: None,
+            versions,
+        };
+        let first = plan(
+            &findings,
+            &[],
+            &[],
+            &kinds,
+            &evidence(&old),
+            &origin(),
+            t0(),
+        )
+        .unwrap();
+        let (id, put, _) = &first.notifications[0];
+        let existing = vec![stored(id, put)];
+        let current = kopia("v0.24.0");
+        // Bob's machine runs v0.24.0: alice's notification is not his to resolve.
+        let bob_origin = Origin {
+            user: bob(),
+            command: None,
+        };
+        let by_bob = plan(
+            &[],
+            &existing,
+            &[],
+            &kinds,
+            &evidence(&current),
+            &bob_origin,
+            t0(),
+        );
+        assert!(by_bob.unwrap().is_empty());
+        // Nothing compared this time (no network): nothing resolves.
+        let none = Versions::default();
+        let offline = plan(
+            &[],
+            &existing,
+            &[],
+            &kinds,
+            &evidence(&none),
+            &origin(),
+            t0(),
+        );
+        assert!(offline.unwrap().is_empty());
+        // Alice installed it.
+        let done = plan(
+            &[],
+            &existing,
+            &[],
+            &kinds,
+            &evidence(&current),
+            &origin(),
+            t0(),
+        )
+        .unwrap();
+        assert_eq!(done.resolutions.len(), 1);
+        assert_eq!(
+            done.resolutions[0].2.reason,
+            "Kopia v0.24.0 or later is installed"
+        );
     }
 }
