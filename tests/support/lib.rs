@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod link;
 pub mod servers;
+pub mod servers_sftp;
 pub mod unprivileged;
 use std::ffi::OsStr;
 use std::fs::{self, File};

@@ -135,6 +135,8 @@ pub fn open(config: &StorageConfig, access: Access) -> Result<Storage> {
         StorageKind::S3 => Err(config.unsupported(
             "this build has no network backends (kopia-repo without feature `network`)",
         )),
+        #[cfg(feature = "network")]
+        StorageKind::Sftp => super::network::sftp::open(&config.config, access),
         StorageKind::Gdrive => Err(config.unsupported(
             "Kopia's Google Drive backend (gdrive) has no implementation here; \
              reach the folder through rclone instead",

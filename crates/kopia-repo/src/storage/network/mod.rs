@@ -5,6 +5,7 @@
 
 pub mod object;
 pub mod s3;
+pub mod sftp;
 
 use std::future::Future;
 use std::sync::mpsc;
