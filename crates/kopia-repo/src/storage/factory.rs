@@ -135,6 +135,10 @@ pub fn open(config: &StorageConfig, access: Access) -> Result<Storage> {
         StorageKind::S3 => Err(config.unsupported(
             "this build has no network backends (kopia-repo without feature `network`)",
         )),
+        #[cfg(feature = "network")]
+        StorageKind::Webdav => super::network::webdav::open(&config.config, access),
+        #[cfg(feature = "network")]
+        StorageKind::Rclone => super::network::rclone::open(&config.config, access),
         StorageKind::Gdrive => Err(config.unsupported(
             "Kopia's Google Drive backend (gdrive) has no implementation here; \
              reach the folder through rclone instead",
