@@ -36,6 +36,9 @@ const DEFAULT_RCLONE_EXE: &str = "rclone";
 const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// rclone's startup lines kept for the error when it fails to start.
 const STARTUP_LINES_KEPT: usize = 5;
+/// Tries of a `vfs/forget` request that does not get through, and the growing pause between.
+const FORGET_ATTEMPTS: u32 = 4;
+const FORGET_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 /// `storage.config` of an `rclone` storage (Kopia's rclone.Options). `Debug` shows neither
 /// the embedded config nor the values of `rcloneEnv` or `rcloneArgs` (they may carry tokens).
@@ -561,21 +564,41 @@ impl RemoteControl {
         })
     }
 
+    /// POSTs `vfs/forget`; a request that did not get through (a reset under load) is tried
+    /// again a few times, as Kopia's retrying wrapper around the rclone storage would.
     fn forget(&self) -> std::result::Result<(), String> {
-        let request = self
-            .client
-            .post(format!("{}vfs/forget", self.url))
-            .basic_auth(&self.username, Some(self.password.expose()))
-            .header("Content-Type", "application/json")
-            .body("{}");
-        super::block_on(async move {
-            let response = request.send().await.map_err(|e| e.to_string())?;
-            match response.status() {
-                status if status.is_success() => Ok(()),
-                status => Err(format!("rclone answered {status}")),
+        let mut last_error = String::new();
+        for attempt in 0..FORGET_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(FORGET_RETRY_DELAY * attempt);
             }
-        })
+            let request = self
+                .client
+                .post(format!("{}vfs/forget", self.url))
+                .basic_auth(&self.username, Some(self.password.expose()))
+                .header("Content-Type", "application/json")
+                .body("{}");
+            let sent = super::block_on(async move { request.send().await });
+            match sent {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => return Err(format!("rclone answered {}", response.status())),
+                Err(e) => last_error = error_chain(&e),
+            }
+        }
+        Err(last_error)
     }
+}
+
+/// An error with its causes, which reqwest keeps out of its own message.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl BlobReader for RcloneStorage {
