@@ -7,6 +7,7 @@ pub mod bench;
 pub mod link;
 pub mod servers;
 pub mod servers_sftp;
+pub mod servers_webdav;
 pub mod unprivileged;
 use std::ffi::OsStr;
 use std::fs::{self, File};

@@ -137,6 +137,10 @@ pub fn open(config: &StorageConfig, access: Access) -> Result<Storage> {
         )),
         #[cfg(feature = "network")]
         StorageKind::Sftp => super::network::sftp::open(&config.config, access),
+        #[cfg(feature = "network")]
+        StorageKind::Webdav => super::network::webdav::open(&config.config, access),
+        #[cfg(feature = "network")]
+        StorageKind::Rclone => super::network::rclone::open(&config.config, access),
         StorageKind::Gdrive => Err(config.unsupported(
             "Kopia's Google Drive backend (gdrive) has no implementation here; \
              reach the folder through rclone instead",

@@ -4,8 +4,12 @@
 //! blocking pool and even (at the cost of a blocked worker) from inside an async task.
 
 pub mod object;
+pub mod pinning;
+pub mod rclone;
 pub mod s3;
 pub mod sftp;
+pub mod tree;
+pub mod webdav;
 
 use std::future::Future;
 use std::sync::mpsc;

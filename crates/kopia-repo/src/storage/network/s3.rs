@@ -228,7 +228,7 @@ fn detect_region(endpoint: &str, bucket: &str) -> String {
 }
 
 /// Seconds of a Go duration in Kopia's JSON: a string like "1h30m0s" or nanoseconds.
-fn duration_seconds(value: &serde_json::Value) -> Option<u32> {
+pub(super) fn duration_seconds(value: &serde_json::Value) -> Option<u32> {
     if let Some(nanoseconds) = value.as_u64() {
         return u32::try_from(nanoseconds / 1_000_000_000).ok();
     }

@@ -1,0 +1,175 @@
+//! Repositories behind rclone, end to end: real Kopia creates one with `kopia repository
+//! create rclone --remote-path=<dir>` (rclone on PATH), and `kopia-notify` opens the same
+//! `repository.config`, which makes it start its own private `rclone serve webdav`: it lists
+//! exactly what Kopia lists, writes what Kopia sees, and leaves no rclone running (nor its
+//! private files) once it exits.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use kopia_fixtures::servers_webdav::require_rclone;
+use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
+use tempfile::TempDir;
+
+/// Runs our CLI with its own temporary directory, so what rclone needed can be seen gone.
+fn kopia_notify(config: &Path, tmp: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kopia-notify"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KOPIA_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("KOPIA_PASSWORD", PASSWORD)
+        .env("TZ", "UTC")
+        .env("TMPDIR", tmp)
+        .arg(format!("--config-file={}", config.display()))
+        .args(args)
+        .output()
+        .expect("run kopia-notify")
+}
+
+fn stdout_ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "kopia-notify failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The command lines of running rclone processes that serve `remote`.
+fn rclone_processes_serving(remote: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_rclone = args.first().is_some_and(|a| a.ends_with("rclone"));
+        if is_rclone && args.iter().any(|a| a == remote) {
+            found.push(args.join(" "));
+        }
+    }
+    found
+}
+
+fn no_rclone_left(remote: &str, tmp: &Path) {
+    // Reaped before our CLI exits; allow the kernel a moment to drop the entry.
+    for _ in 0..20 {
+        if rclone_processes_serving(remote).is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(rclone_processes_serving(remote), Vec::<String>::new());
+    let left: Vec<_> = fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "private files left behind: {left:?}");
+}
+
+#[test]
+fn kopia_and_we_share_a_repository_behind_rclone() {
+    if require_rclone().is_none() {
+        return;
+    }
+    let Some(kopia) = require_kopia() else {
+        return;
+    };
+    let remote_dir = TempDir::new().unwrap();
+    let remote = remote_dir.path().to_string_lossy().into_owned();
+    let repo = KopiaRepo::create_on(
+        &kopia,
+        &["rclone".to_owned(), format!("--remote-path={remote}")],
+    );
+    let tree = repo.make_tree(2, 2);
+    repo.snapshot(&tree);
+    let tmp = TempDir::new().unwrap();
+    let config = repo.config_file();
+
+    let ours = stdout_ok(kopia_notify(
+        &config,
+        tmp.path(),
+        &["manifest", "list", "--json"],
+    ));
+    assert_eq!(ours, repo.run_ok(&["manifest", "list", "--json"]));
+    no_rclone_left(&remote, tmp.path());
+
+    let out = kopia_notify(
+        &config,
+        tmp.path(),
+        &[
+            "send",
+            "--severity=warning",
+            "--to=all",
+            "--title",
+            "Backup failed behind rclone",
+        ],
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(!id.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    no_rclone_left(&remote, tmp.path());
+    let listed = repo.manifest_list_json(&["type:notification"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == id.as_str()),
+        "{listed}"
+    );
+    repo.content_verify();
+    repo.maintenance_full();
+    let ours = stdout_ok(kopia_notify(
+        &config,
+        tmp.path(),
+        &["manifest", "list", "--json"],
+    ));
+    assert_eq!(ours, repo.run_ok(&["manifest", "list", "--json"]));
+    assert!(ours.contains(&id));
+    // The remote holds Kopia's sharded layout, our blobs included.
+    assert!(remote_dir.path().join(".shards").is_file());
+    assert!(remote_dir.path().join("kopia.repository.f").is_file());
+    no_rclone_left(&remote, tmp.path());
+}
+
+#[test]
+fn an_unusable_remote_or_binary_is_an_error_naming_it() {
+    if require_rclone().is_none() {
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let tmp = TempDir::new().unwrap();
+    let config = dir.path().join("repository.config");
+    let write_config = |storage: serde_json::Value| {
+        let json = serde_json::json!({
+            "storage": {"type": "rclone", "config": storage},
+            "caching": {"cacheDirectory": dir.path().join("cache")},
+            "hostname": "h", "username": "u", "description": "", "enableActions": false,
+            "formatBlobCacheDuration": 900000000000u64
+        });
+        fs::write(&config, serde_json::to_vec(&json).unwrap()).unwrap();
+    };
+
+    write_config(serde_json::json!({"remotePath": "nosuchremote:kopia", "startupTimeout": "10s"}));
+    let out = kopia_notify(&config, tmp.path(), &["manifest", "list", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("rclone:nosuchremote:kopia"), "{stderr}");
+    no_rclone_left("nosuchremote:kopia", tmp.path());
+
+    write_config(serde_json::json!({"remotePath": "/srv/r", "rcloneExe": "/nonexistent/rclone"}));
+    let out = kopia_notify(&config, tmp.path(), &["manifest", "list", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/rclone") && stderr.contains("not found"),
+        "{stderr}"
+    );
+}
