@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Installs the storage servers the storage-backend interop tests start on loopback:
 #   moto_server (S3, with versioning and object lock) from PyPI, pinned;
-#   rclone and openssh-server (WebDAV/rclone and SFTP backends) from Debian.
+#   from Debian: rclone (the WebDAV server and the rclone backend), openssh-server and
+#   openssh-client (sshd and ssh-keygen for the SFTP tests' own sshd), openssl (test
+#   certificates, `openssl passwd`), util-linux and mount (setpriv, unshare, mount --bind).
+# The system's sshd is never started or configured; sshd's privilege separation directory
+# /run/sshd (systemd makes it at boot, a container may not) is created when missing.
 # Idempotent: does nothing for what is already installed. Debian 12; apt through sudo when
 # not root.
-# Prints the directory holding moto_server as its last line (put it on PATH).
+# Prints the directories holding moto_server and sshd as its last line (put it on PATH).
 set -euo pipefail
 
 MOTO_VERSION=5.2.5
 
 # Debian packages. openssh-server must not start a system sshd: the tests run their own.
-APT_PACKAGES=(rclone openssh-server)
+APT_PACKAGES=(rclone openssh-server openssh-client openssl util-linux mount)
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
@@ -36,6 +40,14 @@ if ((${#missing[@]} > 0)); then
   if $created_policy; then "${sudo[@]}" rm -f "$policy"; fi
 fi
 
+if [[ ! -d /run/sshd ]]; then
+  if ((EUID != 0)); then sudo mkdir -p -m 0755 /run/sshd; else mkdir -p -m 0755 /run/sshd; fi
+fi
+if [[ ! -x /usr/sbin/sshd ]]; then
+  echo "/usr/sbin/sshd not found after installing openssh-server" >&2
+  exit 1
+fi
+
 # moto's server mode, in the Python the machine has.
 python=python3
 installed="$("$python" -m pip show moto 2>/dev/null | sed -n 's/^Version: //p' || true)"
@@ -48,4 +60,4 @@ if [[ ! -x $moto_bin/moto_server ]]; then
   echo "moto_server not found in $moto_bin" >&2
   exit 1
 fi
-echo "$moto_bin"
+echo "$moto_bin:/usr/sbin"

@@ -4,7 +4,7 @@
 //! SFTP with `internal-sftp`. The login is the user running the tests, by key; a server with
 //! password logins sees a one-line shadow file of its own, bind-mounted over `/etc/shadow` in
 //! a private mount namespace (root only), so no system account changes.
-//! `.ci/install-sftp.sh` installs what it needs. Under `CI=true` a missing sshd panics;
+//! `.ci/install-storage-servers.sh` installs what it needs. Under `CI=true` a missing sshd panics;
 //! elsewhere it is a loud skip.
 
 use std::fs;
@@ -51,7 +51,7 @@ fn require(started: Result<SshServer, String>) -> Option<SshServer> {
         }
         Err(reason) => {
             let notice = format!(
-                "\n*** SKIPPED: sshd not available: {reason}; run .ci/install-sftp.sh ***\n"
+                "\n*** SKIPPED: sshd not available: {reason}; run .ci/install-storage-servers.sh ***\n"
             );
             let _ = std::io::stderr().write_all(notice.as_bytes());
             None
