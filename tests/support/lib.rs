@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod servers;
+pub mod servers_objects;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::Write;

@@ -131,8 +131,16 @@ pub fn open(config: &StorageConfig, access: Access) -> Result<Storage> {
         }
         #[cfg(feature = "network")]
         StorageKind::S3 => super::network::s3::open(&config.config, access),
+        #[cfg(feature = "network")]
+        StorageKind::Gcs => super::network::gcs::open(&config.config, access),
+        #[cfg(feature = "network")]
+        StorageKind::AzureBlob => super::network::azure::open(&config.config, access),
         #[cfg(not(feature = "network"))]
         StorageKind::S3 => Err(config.unsupported(
+            "this build has no network backends (kopia-repo without feature `network`)",
+        )),
+        #[cfg(not(feature = "network"))]
+        StorageKind::Gcs | StorageKind::AzureBlob => Err(config.unsupported(
             "this build has no network backends (kopia-repo without feature `network`)",
         )),
         StorageKind::Gdrive => Err(config.unsupported(
@@ -226,7 +234,7 @@ mod tests {
         for (kind, hint) in [
             ("gdrive", "rclone"),
             ("ftp", "no such storage type"),
-            ("azureBlob", "not implemented"),
+            ("b2", "not implemented"),
         ] {
             let err = open(&config(kind, serde_json::json!({})), Access::ReadOnly).unwrap_err();
             let message = err.to_string();

@@ -3,6 +3,8 @@
 //! runtime of its own, so the synchronous trait works from plain threads, from tokio's
 //! blocking pool and even (at the cost of a blocked worker) from inside an async task.
 
+pub mod azure;
+pub mod gcs;
 pub mod object;
 pub mod s3;
 
