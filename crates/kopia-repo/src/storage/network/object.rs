@@ -248,6 +248,24 @@ mod tests {
     }
 
     #[test]
+    fn redacted_secrets_never_appear_in_errors() {
+        let storage = memory("p/").with_redacted(vec![Password::new("s1gn4ture")]);
+        let sent = opendal::Error::new(opendal::ErrorKind::Unexpected, "send http request")
+            .with_context("url", "http://a.blob/c/p/xe0?sv=1&sig=s1gn4ture");
+        let message = storage.error("get", Some("xe0"), sent).to_string();
+        assert!(
+            !message.contains("s1gn4ture") && message.contains("sig=***"),
+            "{message}"
+        );
+        let denied = opendal::Error::new(opendal::ErrorKind::PermissionDenied, "sig=s1gn4ture");
+        let message = storage.error("list", None, denied).to_string();
+        assert!(
+            message.contains("denied") && !message.contains("s1gn4ture"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn reads_ranges_and_missing_blobs() {
         let storage = memory("p/");
         storage.put_blob("q0123", b"0123456789").unwrap();
