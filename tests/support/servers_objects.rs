@@ -266,8 +266,8 @@ impl AzuriteServer {
             .args(["--loose", "--inMemoryPersistence", "--disableTelemetry"])
             // Kopia's Azure SDK speaks a newer API version than Azurite 3.35 knows by name.
             .arg("--skipApiVersionCheck")
-            .arg("--location")
-            .arg(dir.path())
+            // Nothing is persisted; whatever Azurite writes beside that stays in the temp dir.
+            .current_dir(dir.path())
             .env("AZURITE_ACCOUNTS", format!("{}:{key}", Self::ACCOUNT))
             .stdin(Stdio::null())
             .stdout(log)
@@ -330,6 +330,44 @@ impl AzuriteServer {
         vec!["from-config".to_owned(), format!("--token={token}")]
     }
 
+    /// An account SAS token (sv 2020-12-06: blob service, every resource type, read, write,
+    /// delete, list, add, create; valid until 2099), as `sasToken` takes it.
+    pub fn sas_token(&self) -> String {
+        let (version, permissions, expiry, protocols) =
+            ("2020-12-06", "rwdlac", "2099-01-01T00:00:00Z", "http,https");
+        // account, permissions, services, resource types, start, expiry, IP, protocols,
+        // version, encryption scope: the documented string to sign of an account SAS.
+        let to_sign = format!(
+            "{}\n{permissions}\nb\nsco\n\n{expiry}\n\n{protocols}\n{version}\n\n",
+            Self::ACCOUNT
+        );
+        let signature = self.sign(&to_sign);
+        let escape = |text: &str| {
+            text.replace('%', "%25")
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D")
+                .replace(':', "%3A")
+                .replace(',', "%2C")
+        };
+        format!(
+            "sv={version}&ss=b&srt=sco&sp={permissions}&se={}&spr={}&sig={}",
+            escape(expiry),
+            escape(protocols),
+            escape(&signature)
+        )
+    }
+
+    /// HMAC-SHA256 of `text` with the account key, base64.
+    fn sign(&self, text: &str) -> String {
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(&self.key)
+            .expect("base64 key");
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
+        mac.update(text.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    }
+
     /// Creates a container, signed with the account key.
     pub fn create_container(&self, container: &str) {
         let (status, body) = self.signed("PUT", container, &[("restype", "container")]);
@@ -381,13 +419,7 @@ impl AzuriteServer {
         let to_sign = format!(
             "{method}\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n{resource}"
         );
-        let key = base64::engine::general_purpose::STANDARD
-            .decode(&self.key)
-            .expect("base64 key");
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
-        mac.update(to_sign.as_bytes());
-        let signature =
-            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        let signature = self.sign(&to_sign);
         let query: Vec<String> = query.iter().map(|(n, v)| format!("{n}={v}")).collect();
         http(
             self.port,

@@ -224,3 +224,46 @@ fn a_server_that_went_away_is_an_error_naming_the_container_and_host() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_sas_token_reads_and_writes_and_its_signature_is_never_shown() {
+    let Some(mut azurite) = require_azurite() else {
+        return;
+    };
+    let Some(repo) = kopia_repository_on(&azurite) else {
+        return;
+    };
+    let token = azurite.sas_token();
+    let signature = token.rsplit_once("sig=").unwrap().1.to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let config = edited_config(&repo, dir.path(), |storage| {
+        storage.as_object_mut().unwrap().remove("storageKey");
+        storage["sasToken"] = token.clone().into();
+    });
+    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
+    assert_eq!(ours, kopia_manifest_list(&repo));
+    let payload = dir.path().join("payload.json");
+    std::fs::write(&payload, r#"{"title": "written with a SAS token"}"#).unwrap();
+    let id = stdout_ok(kopia_notify(
+        &config,
+        &[
+            "manifest",
+            "put",
+            "--label=type:sasTest",
+            &format!("--file={}", payload.display()),
+        ],
+    ));
+    let listed = repo.manifest_list_json(&["type:sasTest"]);
+    assert_eq!(listed[0]["id"], id.trim(), "{listed}");
+
+    azurite.stop();
+    let out = kopia_notify(&config, &["manifest", "list", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("azure://{CONTAINER}/{PREFIX}")) && !stderr.contains(&signature),
+        "{stderr}"
+    );
+    // The retries before the error were logged, and their lines name no signature either.
+    assert!(stderr.contains("retrying"), "{stderr}");
+}

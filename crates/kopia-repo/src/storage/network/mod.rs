@@ -94,8 +94,26 @@ pub(crate) fn operator<B: opendal::Builder>(
                 .with_jitter()
                 .with_min_delay(RETRY_MIN_DELAY)
                 .with_max_delay(RETRY_MAX_DELAY)
-                .with_max_times(RETRIES),
+                .with_max_times(RETRIES)
+                .with_notify(RetryLog),
         ))
+}
+
+/// Logs each retry without the error's context: OpenDAL's default logger prints it whole, and
+/// the context holds the request URL, where some credentials travel (Azure SAS signatures).
+struct RetryLog;
+
+impl opendal::layers::RetryInterceptor for RetryLog {
+    fn intercept(&self, event: opendal::layers::RetryEvent<'_>) {
+        tracing::warn!(
+            operation = ?event.op,
+            attempt = event.attempt,
+            retry_after = ?event.retry_after,
+            "storage request failed ({}: {}), retrying",
+            event.err.kind(),
+            event.err.message()
+        );
+    }
 }
 
 /// Turns an OpenDAL error of `operation` on `storage` into the crate's: a missing object is
