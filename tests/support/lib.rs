@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod link;
 pub mod servers;
+pub mod servers_objects;
 pub mod servers_sftp;
 pub mod servers_webdav;
 pub mod unprivileged;

@@ -61,6 +61,7 @@ fn locate_moto() -> Result<PathBuf, String> {
         .ok_or_else(|| "not on PATH nor in python3's scripts directory".to_owned())
 }
 
+/// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -131,22 +131,35 @@ pub fn open(config: &StorageConfig, access: Access) -> Result<Storage> {
         }
         #[cfg(feature = "network")]
         StorageKind::S3 => super::network::s3::open(&config.config, access),
-        #[cfg(not(feature = "network"))]
-        StorageKind::S3 => Err(config.unsupported(
-            "this build has no network backends (kopia-repo without feature `network`)",
-        )),
+        #[cfg(feature = "network")]
+        StorageKind::Gcs => super::network::gcs::open(&config.config, access),
+        #[cfg(feature = "network")]
+        StorageKind::AzureBlob => super::network::azure::open(&config.config, access),
         #[cfg(feature = "network")]
         StorageKind::Sftp => super::network::sftp::open(&config.config, access),
         #[cfg(feature = "network")]
         StorageKind::Webdav => super::network::webdav::open(&config.config, access),
         #[cfg(feature = "network")]
         StorageKind::Rclone => super::network::rclone::open(&config.config, access),
+        #[cfg(not(feature = "network"))]
+        StorageKind::S3
+        | StorageKind::Gcs
+        | StorageKind::AzureBlob
+        | StorageKind::Sftp
+        | StorageKind::Webdav
+        | StorageKind::Rclone => Err(config.unsupported(
+            "this build has no network backends (kopia-repo without feature `network`)",
+        )),
         StorageKind::Gdrive => Err(config.unsupported(
             "Kopia's Google Drive backend (gdrive) has no implementation here; \
              reach the folder through rclone instead",
         )),
         StorageKind::Other(_) => Err(config.unsupported("Kopia v0.23.1 has no such storage type")),
-        _ => Err(config.unsupported("this backend is not implemented yet")),
+        StorageKind::B2 => Err(config.unsupported(
+            "Backblaze B2's native API is not implemented; connect to the bucket through \
+             B2's S3-compatible API instead (storage type s3, endpoint \
+             s3.<region>.backblazeb2.com)",
+        )),
     }
 }
 
@@ -232,7 +245,7 @@ mod tests {
         for (kind, hint) in [
             ("gdrive", "rclone"),
             ("ftp", "no such storage type"),
-            ("azureBlob", "not implemented"),
+            ("b2", "not implemented"),
         ] {
             let err = open(&config(kind, serde_json::json!({})), Access::ReadOnly).unwrap_err();
             let message = err.to_string();

@@ -3,6 +3,8 @@
 //! runtime of its own, so the synchronous trait works from plain threads, from tokio's
 //! blocking pool and even (at the cost of a blocked worker) from inside an async task.
 
+pub mod azure;
+pub mod gcs;
 pub mod object;
 pub mod pinning;
 pub mod rclone;
@@ -97,8 +99,26 @@ pub(crate) fn operator<B: opendal::Builder>(
                 .with_jitter()
                 .with_min_delay(RETRY_MIN_DELAY)
                 .with_max_delay(RETRY_MAX_DELAY)
-                .with_max_times(RETRIES),
+                .with_max_times(RETRIES)
+                .with_notify(RetryLog),
         ))
+}
+
+/// Logs each retry without the error's context: OpenDAL's default logger prints it whole, and
+/// the context holds the request URL, where some credentials travel (Azure SAS signatures).
+struct RetryLog;
+
+impl opendal::layers::RetryInterceptor for RetryLog {
+    fn intercept(&self, event: opendal::layers::RetryEvent<'_>) {
+        tracing::warn!(
+            operation = ?event.op,
+            attempt = event.attempt,
+            retry_after = ?event.retry_after,
+            "storage request failed ({}: {}), retrying",
+            event.err.kind(),
+            event.err.message()
+        );
+    }
 }
 
 /// Turns an OpenDAL error of `operation` on `storage` into the crate's: a missing object is

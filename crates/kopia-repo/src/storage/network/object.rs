@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 
 use super::{block_on, request_error};
+use crate::client::Password;
 use crate::error::{Error, Result};
 use crate::storage::{BlobMetadata, BlobReader, BlobWriter};
 
@@ -22,6 +23,8 @@ pub struct ObjectStorage {
     /// Objects under the prefix that are the backend's own, not blobs (S3's `.storageconfig`).
     hidden: &'static [&'static str],
     name: String,
+    /// Secrets the backend puts into request URLs (a SAS signature), cut out of every message.
+    redacted: Vec<Password>,
 }
 
 impl ObjectStorage {
@@ -37,7 +40,15 @@ impl ObjectStorage {
             prefix: prefix.to_string(),
             hidden,
             name,
+            redacted: Vec::new(),
         }
+    }
+
+    /// Never lets `secrets` appear in an error: OpenDAL names the request URL in connection
+    /// errors, and some credentials (Azure's SAS tokens) travel in it.
+    pub fn with_redacted(mut self, secrets: Vec<Password>) -> Self {
+        self.redacted = secrets;
+        self
     }
 
     fn key(&self, blob_id: &str) -> Result<String> {
@@ -57,7 +68,15 @@ impl ObjectStorage {
     }
 
     fn error(&self, operation: &str, blob_id: Option<&str>, error: opendal::Error) -> Error {
-        request_error(&self.name, operation, blob_id, error)
+        let mut error = request_error(&self.name, operation, blob_id, error);
+        if let Error::StorageAccessDenied { reason, .. } | Error::StorageRequest { reason, .. } =
+            &mut error
+        {
+            for secret in &self.redacted {
+                *reason = reason.replace(secret.expose(), "***");
+            }
+        }
+        error
     }
 }
 
@@ -226,6 +245,24 @@ mod tests {
         assert_eq!(listed, vec!["kopia.repository", "xe0"]);
         assert_eq!(storage.list_blobs("x").unwrap()[0].length, 5);
         assert!(storage.list_blobs("q").unwrap().is_empty());
+    }
+
+    #[test]
+    fn redacted_secrets_never_appear_in_errors() {
+        let storage = memory("p/").with_redacted(vec![Password::new("s1gn4ture")]);
+        let sent = opendal::Error::new(opendal::ErrorKind::Unexpected, "send http request")
+            .with_context("url", "http://a.blob/c/p/xe0?sv=1&sig=s1gn4ture");
+        let message = storage.error("get", Some("xe0"), sent).to_string();
+        assert!(
+            !message.contains("s1gn4ture") && message.contains("sig=***"),
+            "{message}"
+        );
+        let denied = opendal::Error::new(opendal::ErrorKind::PermissionDenied, "sig=s1gn4ture");
+        let message = storage.error("list", None, denied).to_string();
+        assert!(
+            message.contains("denied") && !message.contains("s1gn4ture"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -69,7 +69,8 @@ fn base64_bytes<'de, D: serde::Deserializer<'de>>(
         .map_err(serde::de::Error::custom)
 }
 
-fn secret<'de, D: serde::Deserializer<'de>>(
+/// A secret string of a storage config; empty is none. Shared by the object-store backends.
+pub(super) fn secret<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> std::result::Result<Option<Password>, D::Error> {
     Ok(Option::<String>::deserialize(deserializer)?

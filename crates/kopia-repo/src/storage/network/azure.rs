@@ -1,0 +1,317 @@
+//! Kopia's `azureBlob` storage (repo/blob/azure): a container of Azure Blob Storage. Reads the
+//! keys Kopia writes in `storage.config` and ignores the others; the objects are laid out as
+//! [`ObjectStorage`] says (`<prefix><blob ID>`, azure_storage.go getObjectNameString).
+//!
+//! The service is `<scheme>://<storageAccount>.<storageDomain>` exactly as Kopia concatenates it
+//! (azure_storage.go New, getAZService): `storageDomain` defaults to `blob.core.windows.net`
+//! and `doNotUseTLS` picks plain HTTP. Credentials in Kopia's order: the SAS token, else the
+//! account key; Kopia's Entra ID choices (client secret, client certificate, federated token
+//! file) are refused by name, as OpenDAL 0.57's azblob builder takes no token credential.
+//!
+//! Object mtimes: Kopia stores `Kopiamtime` metadata only when `repository sync-to` copies
+//! blobs and prefers it to Last-Modified. OpenDAL 0.57's listing does not ask for metadata
+//! (opendal-service-azblob lister.rs), so listed timestamps are Last-Modified; a stat per blob
+//! on every refresh would cost a request per blob, so it is not done.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::object::ObjectStorage;
+use super::operator;
+use super::s3::secret;
+use crate::client::Password;
+use crate::error::{Error, Result};
+use crate::storage::factory::Access;
+use crate::storage::Storage;
+
+const KIND: &str = "azureBlob";
+/// Kopia's default when `storageDomain` is empty.
+const DEFAULT_DOMAIN: &str = "blob.core.windows.net";
+
+/// `storage.config` of an `azureBlob` storage (Kopia's azure.Options). The service-principal
+/// fields carry Go's field names, as Kopia writes them; secrets are [`Password`]s.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureConfig {
+    pub container: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub storage_account: String,
+    #[serde(default, deserialize_with = "secret")]
+    pub storage_key: Option<Password>,
+    #[serde(default, deserialize_with = "secret")]
+    pub sas_token: Option<Password>,
+    #[serde(rename = "TenantID", alias = "tenantID", default)]
+    pub tenant_id: String,
+    #[serde(rename = "ClientID", alias = "clientID", default)]
+    pub client_id: String,
+    #[serde(
+        rename = "ClientSecret",
+        alias = "clientSecret",
+        default,
+        deserialize_with = "secret"
+    )]
+    pub client_secret: Option<Password>,
+    #[serde(default, deserialize_with = "secret")]
+    pub client_certificate: Option<Password>,
+    #[serde(default)]
+    pub azure_federated_token_file: String,
+    #[serde(default)]
+    pub storage_domain: String,
+    #[serde(rename = "doNotUseTLS", default)]
+    pub do_not_use_tls: bool,
+    #[serde(default)]
+    pub point_in_time: Option<String>,
+}
+
+/// How requests are authorized, in Kopia's order of preference (getAZService).
+#[derive(Debug, PartialEq, Eq)]
+enum Credential<'a> {
+    SasToken(&'a str),
+    SharedKey(&'a str),
+    /// An Entra ID service principal or workload identity, by what Kopia would use.
+    EntraId(&'static str),
+}
+
+impl AzureConfig {
+    pub fn from_json(config: &serde_json::Value) -> std::result::Result<Self, String> {
+        let parsed = AzureConfig::deserialize(config).map_err(|e| e.to_string())?;
+        if parsed.container.is_empty() {
+            return Err("no container".to_string());
+        }
+        Ok(parsed)
+    }
+
+    /// `<account>.<domain>`: Kopia concatenates, so the domain may carry a port or a path.
+    pub fn host(&self) -> String {
+        let domain = match self.storage_domain.as_str() {
+            "" => DEFAULT_DOMAIN,
+            domain => domain,
+        };
+        format!("{}.{domain}", self.storage_account)
+    }
+
+    pub fn endpoint_url(&self) -> String {
+        let scheme = if self.do_not_use_tls { "http" } else { "https" };
+        format!("{scheme}://{}", self.host())
+    }
+
+    /// What messages call this store: container and prefix, then the account's service.
+    pub fn describe(&self) -> String {
+        format!(
+            "azure://{}/{} (account {} at {})",
+            self.container,
+            self.prefix,
+            self.storage_account,
+            self.host()
+        )
+    }
+
+    fn credential(&self) -> std::result::Result<Credential<'_>, String> {
+        let principal = !self.tenant_id.is_empty() && !self.client_id.is_empty();
+        if let Some(token) = &self.sas_token {
+            Ok(Credential::SasToken(token.expose().trim_start_matches('?')))
+        } else if let Some(key) = &self.storage_key {
+            Ok(Credential::SharedKey(key.expose()))
+        } else if principal && self.client_secret.is_some() {
+            Ok(Credential::EntraId("a client secret (ClientSecret)"))
+        } else if principal && self.client_certificate.is_some() {
+            Ok(Credential::EntraId(
+                "a client certificate (clientCertificate)",
+            ))
+        } else if principal && !self.azure_federated_token_file.is_empty() {
+            Ok(Credential::EntraId(
+                "a federated token file (azureFederatedTokenFile)",
+            ))
+        } else {
+            Err(
+                "one of storageKey, sasToken, ClientSecret, clientCertificate or \
+                 azureFederatedTokenFile must be set"
+                    .to_string(),
+            )
+        }
+    }
+}
+
+/// The `sig` parameter of a SAS token: the part that must never appear in a message (OpenDAL
+/// puts the request URL into connection errors).
+fn sas_signature(token: &str) -> Option<&str> {
+    token
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sig="))
+        .filter(|sig| !sig.is_empty())
+}
+
+/// Opens an existing Azure Blob repository location with the capability `access` allows.
+pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
+    let invalid = |reason: String| Error::InvalidStorageConfig {
+        kind: KIND.to_string(),
+        reason,
+    };
+    let config = AzureConfig::from_json(config).map_err(invalid)?;
+    let name = config.describe();
+    let unsupported = |reason: String| Error::UnsupportedStorage {
+        kind: KIND.to_string(),
+        reason,
+    };
+    if config.point_in_time.is_some() {
+        return Err(unsupported(format!(
+            "point-in-time views (pointInTime) of {name} are not implemented yet"
+        )));
+    }
+    if config.storage_account.is_empty() {
+        return Err(invalid(format!("{name}: no storageAccount")));
+    }
+    let mut builder = opendal::services::Azblob::default()
+        .root("/")
+        .container(&config.container)
+        .endpoint(&config.endpoint_url())
+        .account_name(&config.storage_account);
+    let mut redacted = Vec::new();
+    match config
+        .credential()
+        .map_err(|reason| invalid(format!("{name}: {reason}")))?
+    {
+        Credential::SasToken(token) => {
+            builder = builder.sas_token(token);
+            redacted.extend(sas_signature(token).map(Password::new));
+        }
+        Credential::SharedKey(key) => builder = builder.account_key(key),
+        Credential::EntraId(what) => {
+            return Err(unsupported(format!(
+                "{name} authenticates with {what}; only storageKey and sasToken are \
+                 implemented"
+            )))
+        }
+    }
+    let operator = operator(builder, None).map_err(|e| invalid(format!("{name}: {e}")))?;
+    let storage =
+        Arc::new(ObjectStorage::new(operator, &config.prefix, &[], name).with_redacted(redacted));
+    Ok(match access {
+        Access::ReadWrite => Storage::read_write(storage),
+        Access::ReadOnly => Storage::read_only(storage),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: serde_json::Value) -> AzureConfig {
+        AzureConfig::from_json(&json).unwrap()
+    }
+
+    #[test]
+    fn reads_kopia_keys_and_ignores_others() {
+        let config = parse(serde_json::json!({
+            "container": "backups", "prefix": "host1-", "storageAccount": "acct",
+            "storageKey": "a2V5", "sasToken": "", "TenantID": "t", "ClientID": "c",
+            "ClientSecret": "hunter2", "clientCertificate": "-----BEGIN cert-secret",
+            "azureFederatedTokenFile": "/var/run/token", "storageDomain": "blob.core.chinacloudapi.cn",
+            "doNotUseTLS": false, "maxUploadSpeedBytesPerSecond": 0, "futureKey": true
+        }));
+        assert_eq!(config.container, "backups");
+        assert_eq!(config.prefix, "host1-");
+        assert_eq!(config.storage_key.as_ref().unwrap().expose(), "a2V5");
+        assert!(config.sas_token.is_none());
+        assert_eq!(
+            (config.tenant_id.as_str(), config.client_id.as_str()),
+            ("t", "c")
+        );
+        assert_eq!(config.client_secret.as_ref().unwrap().expose(), "hunter2");
+        assert_eq!(config.azure_federated_token_file, "/var/run/token");
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("a2V5") && !debug.contains("cert-secret"),
+            "{debug}"
+        );
+        assert_eq!(
+            config.endpoint_url(),
+            "https://acct.blob.core.chinacloudapi.cn"
+        );
+        assert_eq!(
+            config.describe(),
+            "azure://backups/host1- (account acct at acct.blob.core.chinacloudapi.cn)"
+        );
+
+        let minimal = parse(serde_json::json!({"container": "c", "storageAccount": "a",
+            "doNotUseTLS": true}));
+        assert_eq!(minimal.endpoint_url(), "http://a.blob.core.windows.net");
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"container": ""}),
+            serde_json::json!({"container": "c", "doNotUseTLS": "yes"}),
+        ] {
+            assert!(AzureConfig::from_json(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_kopias_order() {
+        let with = |json: serde_json::Value| {
+            let mut base = serde_json::json!({"container": "c", "storageAccount": "a"});
+            base.as_object_mut()
+                .unwrap()
+                .extend(json.as_object().unwrap().clone());
+            parse(base)
+        };
+        let both = with(serde_json::json!({"sasToken": "?sv=1&sig=abc", "storageKey": "k"}));
+        assert_eq!(both.credential(), Ok(Credential::SasToken("sv=1&sig=abc")));
+        let key = with(serde_json::json!({"storageKey": "k", "ClientSecret": "s",
+            "TenantID": "t", "ClientID": "c"}));
+        assert_eq!(key.credential(), Ok(Credential::SharedKey("k")));
+        let principal = with(serde_json::json!({"ClientSecret": "s", "TenantID": "t",
+            "ClientID": "c"}));
+        assert!(
+            matches!(principal.credential(), Ok(Credential::EntraId(w)) if w.contains("secret"))
+        );
+        // A secret without its tenant and client is nothing Kopia would use.
+        let incomplete = with(serde_json::json!({"ClientSecret": "s"}));
+        assert!(incomplete.credential().unwrap_err().contains("storageKey"));
+    }
+
+    #[test]
+    fn refused_configs_name_the_container_and_account() {
+        let open_err = |json: serde_json::Value| open(&json, Access::ReadOnly).unwrap_err();
+        let pit = open_err(serde_json::json!({"container": "c", "storageAccount": "a",
+            "storageKey": "a2V5", "pointInTime": "2026-01-01T00:00:00Z"}))
+        .to_string();
+        assert!(
+            pit.starts_with("storage type azureBlob is not supported")
+                && pit.contains("azure://c/ (account a"),
+            "{pit}"
+        );
+        let entra = open_err(serde_json::json!({"container": "c", "storageAccount": "a",
+            "TenantID": "t", "ClientID": "id", "ClientSecret": "hunter2"}))
+        .to_string();
+        assert!(
+            entra.contains("client secret")
+                && entra.contains("azure://c/")
+                && !entra.contains("hunter2"),
+            "{entra}"
+        );
+        let none = open_err(serde_json::json!({"container": "c", "storageAccount": "a"}));
+        assert!(matches!(none, Error::InvalidStorageConfig { ref kind, .. } if kind == KIND));
+        let no_account = open_err(serde_json::json!({"container": "c", "storageKey": "a2V5"}));
+        assert!(
+            no_account.to_string().contains("storageAccount"),
+            "{no_account}"
+        );
+        let bad_key = open_err(serde_json::json!({"container": "c", "storageAccount": "a",
+            "storageKey": "not base64!"}))
+        .to_string();
+        assert!(bad_key.contains("azure://c/"), "{bad_key}");
+    }
+
+    #[test]
+    fn the_sas_signature_is_found_for_redaction() {
+        assert_eq!(
+            sas_signature("sv=2021-08-06&ss=b&sig=ab%2Bc%3D&se=x"),
+            Some("ab%2Bc%3D")
+        );
+        assert_eq!(sas_signature("sv=1"), None);
+        assert_eq!(sas_signature("sig="), None);
+    }
+}
