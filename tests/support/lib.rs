@@ -4,6 +4,7 @@
 //! It is not a Kopia client: every operation shells out to the binary, and every failure panics.
 
 pub mod bench;
+pub mod cli;
 pub mod link;
 pub mod servers;
 pub mod servers_objects;

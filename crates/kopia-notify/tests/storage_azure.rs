@@ -6,9 +6,10 @@
 //! pass afterwards.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
+use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::servers_objects::{require_azurite, AzuriteServer};
 use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
 use kopia_repo::client;
@@ -21,28 +22,10 @@ const CONTAINER: &str = "kopia-notifier-test";
 const PREFIX: &str = "team-a/host1-";
 
 fn kopia_notify(config: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kopia-notify"));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("KOPIA_") || name.starts_with("AZURE_") {
-            cmd.env_remove(&*name);
-        }
-    }
-    cmd.env("KOPIA_PASSWORD", PASSWORD)
-        .env("TZ", "UTC")
-        .arg(format!("--config-file={}", config.display()))
+    cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config)
         .args(args)
         .output()
         .expect("run kopia-notify")
-}
-
-fn stdout_ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "kopia-notify failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A repository Kopia created in the Azurite container, with two snapshots.

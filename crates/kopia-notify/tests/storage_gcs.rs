@@ -5,10 +5,11 @@
 //! content verification and full maintenance still pass afterwards.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::servers_objects::{
     require_fake_gcs, FakeGcsServer, RefusingServer, GCS_EMULATOR_ENV,
 };
@@ -30,31 +31,11 @@ fn new_bucket(gcs: &FakeGcsServer) -> String {
 }
 
 fn kopia_notify(config: &Path, args: &[&str], emulator: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kopia-notify"));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("KOPIA_") || name.starts_with("GOOGLE_") {
-            cmd.env_remove(&*name);
-        }
-    }
+    let mut cmd = cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config);
     if let Some(host) = emulator {
         cmd.env(GCS_EMULATOR_ENV, host);
     }
-    cmd.env("KOPIA_PASSWORD", PASSWORD)
-        .env("TZ", "UTC")
-        .arg(format!("--config-file={}", config.display()))
-        .args(args)
-        .output()
-        .expect("run kopia-notify")
-}
-
-fn stdout_ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "kopia-notify failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    cmd.args(args).output().expect("run kopia-notify")
 }
 
 /// A repository Kopia created in a new bucket of the emulator, with two snapshots.

@@ -6,36 +6,20 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::servers_webdav::require_rclone;
-use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
+use kopia_fixtures::{require_kopia, KopiaRepo};
 use tempfile::TempDir;
 
 /// Runs our CLI with its own temporary directory, so what rclone needed can be seen gone.
 fn kopia_notify(config: &Path, tmp: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kopia-notify"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KOPIA_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("KOPIA_PASSWORD", PASSWORD)
-        .env("TZ", "UTC")
+    cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config)
         .env("TMPDIR", tmp)
-        .arg(format!("--config-file={}", config.display()))
         .args(args)
         .output()
         .expect("run kopia-notify")
-}
-
-fn stdout_ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "kopia-notify failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The command lines of running rclone processes that serve `remote`.

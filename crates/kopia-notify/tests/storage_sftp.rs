@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
+use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::servers_sftp::{require_sshd, require_sshd_with_password, SshServer};
 use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
 use kopia_repo::client;
@@ -26,27 +27,10 @@ use serde_json::{json, Value};
 const SFTP_PASSWORD: &str = "sftp-login-secret";
 
 fn kopia_notify(config: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kopia-notify"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KOPIA_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("KOPIA_PASSWORD", PASSWORD)
-        .env("TZ", "UTC")
-        .arg(format!("--config-file={}", config.display()))
+    cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config)
         .args(args)
         .output()
         .expect("run kopia-notify")
-}
-
-fn stdout_ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "kopia-notify failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Kopia's `--path`, `--host`, `--port`, `--username` for a repository directory on `server`.

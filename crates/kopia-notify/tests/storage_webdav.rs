@@ -8,9 +8,10 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
+use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::servers_webdav::{
     require_rclone, TestCertificate, WebdavServer, WEBDAV_PASSWORD, WEBDAV_USER,
 };
@@ -23,27 +24,10 @@ use kopia_repo::storage::BlobWriter;
 use tempfile::TempDir;
 
 fn kopia_notify(config: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kopia-notify"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KOPIA_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("KOPIA_PASSWORD", PASSWORD)
-        .env("TZ", "UTC")
-        .arg(format!("--config-file={}", config.display()))
+    cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config)
         .args(args)
         .output()
         .expect("run kopia-notify")
-}
-
-fn stdout_ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "kopia-notify failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A directory served over WebDAV and the repository Kopia created in it, with two snapshots.

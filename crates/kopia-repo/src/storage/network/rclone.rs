@@ -395,9 +395,6 @@ impl RcloneStorage {
                 };
                 failed("start rclone serve webdav", reason)
             })?;
-        if let Err(e) = process.files.loaded() {
-            tracing::warn!("cannot remove rclone's private files: {e}");
-        }
         let webdav = WebdavConfig {
             url: webdav_url,
             username: username.clone(),
@@ -411,6 +408,15 @@ impl RcloneStorage {
             .map_err(|e| failed("connect to rclone's remote control", e))?;
         // On failure `process` drops here: rclone is killed and its files removed.
         let tree = webdav::connect(&webdav, name.clone())?;
+        // rclone logs its addresses before its servers read the certificate and key: the
+        // files may go only once both servers have answered over TLS (reading `.shards` and
+        // this flush), or a server that found no files would never complete a handshake.
+        control
+            .forget()
+            .map_err(|reason| failed("reach rclone's remote control", reason))?;
+        if let Err(e) = process.files.loaded() {
+            tracing::warn!("cannot remove rclone's private files: {e}");
+        }
         Ok(RcloneStorage {
             tree,
             control,
