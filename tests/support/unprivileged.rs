@@ -68,6 +68,11 @@ impl Unprivileged {
         repo
     }
 
+    /// Whether Kopia runs as `nobody` (the tests run as root) rather than as us.
+    pub fn runs_as_nobody(&self) -> bool {
+        self.as_nobody
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.root.path().join(name)
     }

@@ -2,11 +2,14 @@
 //! popups, restarts, filesystem events, acknowledgements, offline queueing, wrong passwords,
 //! settings, demo and first-run import. No Kopia binary, no keyring (memory secrets).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use common::wait_event;
 use kopia_notifications::kopia_store::KopiaManifests;
 use kopia_notifications::ManifestAccess;
 use kopia_notifications::{
@@ -180,24 +183,6 @@ impl Fixture {
             })
             .await
             .unwrap()
-    }
-}
-
-/// Waits for an event matching `want`, returning it; fails after `limit`.
-async fn wait_event(
-    events: &mut Receiver<EngineEvent>,
-    limit: Duration,
-    mut want: impl FnMut(&EngineEvent) -> bool,
-) -> EngineEvent {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match timeout(left, events.recv()).await {
-            Ok(Some(event)) if want(&event) => return event,
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("event stream closed"),
-            Err(_) => panic!("no matching event within {limit:?}"),
-        }
     }
 }
 

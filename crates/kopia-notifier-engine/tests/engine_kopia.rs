@@ -3,35 +3,19 @@
 //! Kopia run as an unprivileged user), and the error leaves the pending list, withdraws its
 //! popup and stays in history as resolved once a clean snapshot follows.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::wait_event;
 use kopia_fixtures::require_kopia;
 use kopia_fixtures::unprivileged::{Unprivileged, OWNER};
 use kopia_notifications::{Severity, SourceKind};
 use kopia_notifier_engine::*;
-use tokio::sync::mpsc::Receiver;
-use tokio::time::{timeout, Instant};
-
-async fn wait_event(
-    events: &mut Receiver<EngineEvent>,
-    limit: Duration,
-    mut want: impl FnMut(&EngineEvent) -> bool,
-) -> EngineEvent {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match timeout(left, events.recv()).await {
-            Ok(Some(event)) if want(&event) => return event,
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("event stream closed"),
-            Err(_) => panic!("no matching event within {limit:?}"),
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_kopia_recorded_as_failed_pops_up_and_resolves_after_a_clean_one() {

@@ -4,38 +4,23 @@
 //! the server vanishing during refreshes puts the repository in its "unreachable" state, and it
 //! recovers by itself once the server is back.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use common::wait_event;
 use kopia_fixtures::link::CuttableLink;
 use kopia_fixtures::servers::require_moto;
 use kopia_fixtures::{require_kopia, KopiaRepo, HOSTNAME, USERNAME};
 use kopia_notifications::kopia_store::KopiaManifests;
 use kopia_notifications::{Draft, Notifications, Origin, Recipient, Severity};
 use kopia_notifier_engine::*;
-use tokio::sync::mpsc::Receiver;
-use tokio::time::{timeout, Instant};
+use tokio::time::Instant;
 
 const BUCKET: &str = "engine-test";
-
-async fn wait_event(
-    events: &mut Receiver<EngineEvent>,
-    limit: Duration,
-    mut want: impl FnMut(&EngineEvent) -> bool,
-) -> EngineEvent {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match timeout(left, events.recv()).await {
-            Ok(Some(event)) if want(&event) => return event,
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("event stream closed"),
-            Err(_) => panic!("no matching event within {limit:?}"),
-        }
-    }
-}
 
 async fn wait_status(engine: &EngineHandle, want: impl Fn(&RepositoryStatus) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
