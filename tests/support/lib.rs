@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod keyring;
 pub mod link;
 pub mod servers;
 pub mod servers_objects;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use common::wait_event;
 use kopia_notifications::kopia_store::KopiaManifests;
 use kopia_notifications::ManifestAccess;
@@ -49,6 +49,11 @@ impl Writer {
     }
 
     fn send(&mut self, severity: Severity, title: &str) -> String {
+        self.send_at(severity, title, Utc::now())
+    }
+
+    /// As [`send`](Self::send), on a machine whose clock says `now`.
+    fn send_at(&mut self, severity: Severity, title: &str, now: DateTime<Utc>) -> String {
         self.manifests.refresh().unwrap();
         let origin = Origin {
             user: "backup@nas".parse().unwrap(),
@@ -56,7 +61,7 @@ impl Writer {
         };
         let draft = Draft::new(severity, Recipient::All, title, origin);
         Notifications::new(&mut self.manifests)
-            .send(&draft, Utc::now())
+            .send(&draft, now)
             .unwrap()
     }
 
@@ -83,9 +88,14 @@ impl Writer {
     }
 
     fn ack(&mut self, who: &Identity, id: &str) {
+        self.ack_at(who, id, Utc::now());
+    }
+
+    /// As [`ack`](Self::ack), on a machine whose clock says `now`.
+    fn ack_at(&mut self, who: &Identity, id: &str, now: DateTime<Utc>) {
         self.manifests.refresh().unwrap();
         Notifications::new(&mut self.manifests)
-            .ack(who, &[id.to_string()], Utc::now())
+            .ack(who, &[id.to_string()], now)
             .unwrap();
     }
 
@@ -365,6 +375,51 @@ async fn acknowledging_here_writes_and_acknowledging_elsewhere_withdraws() {
     let overview = engine.overview().await;
     assert_eq!(overview.tray.pending(), 0);
     assert_eq!(overview.tray.status_line(), "All clear");
+    engine.shutdown().await;
+}
+
+/// Machines whose clocks disagree with ours by days: a writer ahead, an acknowledging machine
+/// behind the writer, a writer weeks behind (within the default 30-day expiry). What counts is
+/// which notifications exist and who acknowledged them, never whose clock was right: each
+/// pops up, and the acknowledgement "before" the notification was written still withdraws it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_days_apart_neither_hide_nor_keep_notifications() {
+    let fixture = Fixture::new();
+    let (engine, mut events, repo) = fixture.started_with_repo().await;
+    let mut nas = Writer::open(&fixture.repo_path, &"backup@nas".parse().unwrap());
+    let ahead = nas.send_at(
+        Severity::Error,
+        "Written three days ahead",
+        Utc::now() + chrono::Duration::days(3),
+    );
+    let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
+    assert_eq!(popped_ids(&event), [ahead.as_str()]);
+    let overview = engine.overview().await;
+    let shown = overview
+        .notifications
+        .iter()
+        .find(|n| n.id == ahead)
+        .unwrap();
+    assert!(shown.is_pending());
+    assert_eq!(overview.tray.errors, 1);
+
+    // alice on a desktop whose clock is two days behind: five days "before" the notification.
+    let mut desktop = Writer::open(&fixture.repo_path, &me());
+    desktop.ack_at(&me(), &ahead, Utc::now() - chrono::Duration::days(2));
+    wait_event(&mut events, Duration::from_secs(10), |e| {
+        matches!(e, EngineEvent::Withdrawn { repo: r, ids } if *r == repo && ids == std::slice::from_ref(&ahead))
+    })
+    .await;
+    assert_eq!(engine.overview().await.tray.pending(), 0);
+
+    let behind = nas.send_at(
+        Severity::Error,
+        "Written three weeks behind",
+        Utc::now() - chrono::Duration::days(21),
+    );
+    let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
+    assert_eq!(popped_ids(&event), [behind.as_str()]);
+    assert_eq!(engine.overview().await.tray.errors, 1);
     engine.shutdown().await;
 }
 

@@ -317,4 +317,60 @@ mod tests {
             assert_eq!(go_time::format(&go_time::parse(text).unwrap()), text);
         }
     }
+
+    /// Go's escaping spelled out one character at a time, as `encoding/json` (`appendString`
+    /// with HTML escaping) does it: the reference the fast path is checked against.
+    fn go_by_character(text: &str) -> String {
+        let mut out = String::from("\"");
+        for c in text.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                    out.push_str(&format!("\\u{:04x}", c as u32))
+                }
+                c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn strings_escape_as_go_does_and_read_back(text in crate::arbitrary::text()) {
+            let written = go(&text);
+            proptest::prop_assert_eq!(&written, &go_by_character(&text));
+            let read: String = serde_json::from_str(&written).unwrap();
+            proptest::prop_assert_eq!(read, text);
+        }
+
+        #[test]
+        fn any_string_reads_back(text in proptest::prelude::any::<String>()) {
+            let read: String = serde_json::from_str(&go(&text)).unwrap();
+            proptest::prop_assert_eq!(read, text);
+        }
+
+        #[test]
+        fn times_print_as_rfc3339nano_and_read_back(t in crate::arbitrary::go_instant()) {
+            let text = go_time::format(&t);
+            proptest::prop_assert_eq!(go_time::parse(&text).unwrap(), t);
+            // RFC3339Nano: whole seconds, then the fraction without trailing zeros, then Z.
+            let whole = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+            let fraction = format!("{:09}", t.timestamp_subsec_nanos());
+            let fraction = fraction.trim_end_matches('0');
+            let expected = if fraction.is_empty() {
+                format!("{whole}Z")
+            } else {
+                format!("{whole}.{fraction}Z")
+            };
+            proptest::prop_assert_eq!(text, expected);
+        }
+    }
 }

@@ -9,6 +9,8 @@
 //! checked as `kopia content verify` does); `go_json`
 //! holds the JSON forms of Go's encoder that Kopia's output carries.
 
+#[cfg(test)]
+mod arbitrary;
 pub mod client;
 pub mod compression;
 pub mod content;

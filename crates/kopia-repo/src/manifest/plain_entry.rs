@@ -80,6 +80,26 @@ fn flat_object<'t>(text: &'t [u8], at: &mut usize) -> Result<&'t [u8], PlainEntr
     Err(PlainEntry::Incomplete)
 }
 
+/// Whether serde's error `e` over `text` may only mean that `text` stops too early: the end
+/// of input, or a syntax error at its very last byte (serde calls `-`, `1.` or `1e+` at the
+/// end of its input an invalid number, not an early end).
+pub(super) fn ends_early(text: &[u8], e: &serde_json::Error) -> bool {
+    if e.is_eof() {
+        return true;
+    }
+    if !e.is_syntax() {
+        return false;
+    }
+    // serde counts lines from 1 and columns from 1 within the line.
+    let lines = 1 + text.iter().filter(|&&b| b == b'\n').count();
+    let last_line = text.len()
+        - text
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
+    e.line() == lines && e.column() == last_line
+}
+
 impl PlainEntryReader {
     /// Reads the entry at the start of `text`.
     pub(super) fn read(&mut self, text: &[u8]) -> PlainEntry {
@@ -120,7 +140,7 @@ impl PlainEntryReader {
         let data: Box<RawValue> = match values.next() {
             Some(Ok(data)) => data,
             None => return Err(PlainEntry::Incomplete),
-            Some(Err(e)) if e.is_eof() => return Err(PlainEntry::Incomplete),
+            Some(Err(e)) if ends_early(&text[at..], &e) => return Err(PlainEntry::Incomplete),
             Some(Err(_)) => return Err(PlainEntry::Other),
         };
         at += values.byte_offset();
@@ -228,5 +248,86 @@ mod tests {
         assert_eq!(type_label(&lists[0]), type_label(&lists[1]));
         let separate: LabelList = serde_json::from_str(r#"{"type":"x"}"#).unwrap();
         assert_ne!(type_label(&lists[0]), type_label(&separate));
+    }
+
+    /// An entry as Kopia's Go encoder writes it: Go's string escaping, labels sorted, `null`
+    /// for none, `deleted` only when set.
+    fn go_form(entry: &ManifestEntry) -> String {
+        let mut out = br#"{"id":"#.to_vec();
+        crate::go_json::append_string(&mut out, &entry.id);
+        out.extend_from_slice(br#","labels":"#);
+        if entry.deleted {
+            out.extend_from_slice(b"null");
+        } else {
+            out.push(b'{');
+            for (i, (key, value)) in entry.labels().iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                crate::go_json::append_string(&mut out, key);
+                out.push(b':');
+                crate::go_json::append_string(&mut out, value);
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(br#","modified":""#);
+        go_time::append(&mut out, &entry.modified);
+        out.push(b'"');
+        if entry.deleted {
+            out.extend_from_slice(br#","deleted":true"#);
+        }
+        out.extend_from_slice(br#","data":"#);
+        out.extend_from_slice(entry.data.get().as_bytes());
+        out.push(b'}');
+        String::from_utf8(out).unwrap()
+    }
+
+    /// What the plain reader makes of `text` agrees with serde: the same entry and its whole
+    /// length, or "other" (never a different entry). Returns whether it read the entry.
+    fn agrees_with_serde(text: &str) -> Result<bool, proptest::test_runner::TestCaseError> {
+        let expected: ManifestEntry = serde_json::from_str(text).unwrap();
+        match read(&format!("{text},")) {
+            PlainEntry::Read(entry, len) => {
+                proptest::prop_assert_eq!(len, text.len());
+                proptest::prop_assert_eq!(
+                    crate::arbitrary::as_json(&[entry]),
+                    crate::arbitrary::as_json(&[expected])
+                );
+                Ok(true)
+            }
+            PlainEntry::Other => Ok(false),
+            PlainEntry::Incomplete => Err(proptest::test_runner::TestCaseError::fail(
+                "a whole entry read as incomplete",
+            )),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_plain_reader_agrees_with_serde(entry in crate::arbitrary::manifest_entry()) {
+            let mut go_id = Vec::new();
+            crate::go_json::append_string(&mut go_id, &entry.id);
+            let forms = [
+                (serde_json::to_string(&entry).unwrap(), serde_json::to_string(&entry.id).unwrap()),
+                (go_form(&entry), String::from_utf8(go_id).unwrap()),
+            ];
+            // The plain form is any entry whose ID needs no escape, whatever labels and data hold.
+            for (text, id_literal) in forms {
+                let was_read = agrees_with_serde(&text)?;
+                proptest::prop_assert_eq!(was_read, !id_literal.contains('\\'), "{}", text);
+            }
+        }
+
+        #[test]
+        fn every_cut_of_any_entry_is_incomplete_or_other(
+            entry in crate::arbitrary::manifest_entry(),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let text = go_form(&entry);
+            let cut = cut.index(text.len());
+            if text.is_char_boundary(cut) {
+                proptest::prop_assert!(!matches!(read(&text[..cut]), PlainEntry::Read(..)));
+            }
+        }
     }
 }
