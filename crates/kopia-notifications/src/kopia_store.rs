@@ -120,6 +120,10 @@ impl ManifestAccess for KopiaManifests {
             .map(drop)
             .map_err(store_error)
     }
+
+    fn damaged(&self) -> Vec<kopia_repo::verify::Damage> {
+        self.store.damaged().into_iter().cloned().collect()
+    }
 }
 
 fn to_repo_manifest(put: NewManifest) -> Result<manifest::NewManifest, StoreError> {

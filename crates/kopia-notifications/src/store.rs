@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use kopia_repo::verify::Damage;
 
 /// A live manifest as read from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,10 @@ pub trait ManifestAccess {
         puts: Vec<(String, NewManifest)>,
         deletes: Vec<String>,
     ) -> Result<(), StoreError>;
+
+    /// Manifest contents that could not be read (damaged or cut-short packs): the store goes
+    /// on without their manifests, and the health checks report them.
+    fn damaged(&self) -> Vec<Damage>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +94,7 @@ pub struct MemoryStore {
     modified: DateTime<Utc>,
     batches: usize,
     unreachable: bool,
+    damaged: Vec<Damage>,
 }
 
 impl Default for MemoryStore {
@@ -99,6 +105,7 @@ impl Default for MemoryStore {
             modified: DateTime::UNIX_EPOCH,
             batches: 0,
             unreachable: false,
+            damaged: Vec::new(),
         }
     }
 }
@@ -135,6 +142,11 @@ impl MemoryStore {
     /// Makes every call fail as if the repository could not be reached.
     pub fn set_unreachable(&mut self, unreachable: bool) {
         self.unreachable = unreachable;
+    }
+
+    /// Reports `damaged` as contents that could not be read, as a damaged repository would.
+    pub fn set_damaged(&mut self, damaged: Vec<Damage>) {
+        self.damaged = damaged;
     }
 
     /// How many non-empty batches were written.
@@ -246,6 +258,10 @@ impl ManifestAccess for MemoryStore {
         }
         Ok(())
     }
+
+    fn damaged(&self) -> Vec<Damage> {
+        self.damaged.clone()
+    }
 }
 
 /// A store seen with manifests it does not hold: what a read-only connection would have
@@ -306,6 +322,10 @@ impl ManifestAccess for Overlay<'_> {
         _: Vec<String>,
     ) -> Result<(), StoreError> {
         Err(read_only_overlay())
+    }
+
+    fn damaged(&self) -> Vec<Damage> {
+        self.base.damaged()
     }
 }
 

@@ -423,6 +423,77 @@ async fn clocks_days_apart_neither_hide_nor_keep_notifications() {
     engine.shutdown().await;
 }
 
+/// The manifest packs of the repository at `path`.
+fn manifest_packs(path: &Path) -> std::collections::BTreeSet<String> {
+    use kopia_repo::storage::BlobReader;
+    let storage = kopia_repo::storage::filesystem::FilesystemStorage::open(path).unwrap();
+    storage
+        .list_blobs("q")
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect()
+}
+
+/// A manifest pack that cannot be read: the engine goes on without it (the rest still pops)
+/// and raises one corruption error naming the pack, written for every machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_manifest_pack_pops_a_corruption_error() {
+    let fixture = Fixture::new();
+    let mut writer = Writer::open(&fixture.repo_path, &me());
+    let before = manifest_packs(&fixture.repo_path);
+    writer.send(Severity::Error, "Lost with its pack");
+    let lost = manifest_packs(&fixture.repo_path)
+        .difference(&before)
+        .next()
+        .unwrap()
+        .clone();
+    let kept = writer.send(Severity::Error, "Still here");
+    let storage =
+        kopia_repo::storage::filesystem::FilesystemStorage::open(&fixture.repo_path).unwrap();
+    let path = storage.blob_path(&lost).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let half = bytes.len() / 2;
+    for byte in bytes[..half].iter_mut().step_by(8) {
+        *byte ^= 0x40;
+    }
+    std::fs::write(&path, bytes).unwrap();
+
+    let (engine, mut events, _repo) = fixture.started_with_repo().await;
+    let mut popped = Vec::new();
+    while !popped
+        .iter()
+        .any(|n: &NotificationView| n.kind == kopia_notifications::SourceKind::Corruption)
+    {
+        let event = wait_event(&mut events, Duration::from_secs(10), is_new_pending).await;
+        if let EngineEvent::NewPending { items, .. } = event {
+            popped.extend(items);
+        }
+    }
+    let report = popped
+        .iter()
+        .find(|n| n.kind == kopia_notifications::SourceKind::Corruption)
+        .unwrap();
+    assert_eq!(report.severity, Severity::Error);
+    assert!(report.title.contains(&lost), "{}", report.title);
+    let overview = engine.overview().await;
+    let titles: Vec<&str> = overview
+        .notifications
+        .iter()
+        .map(|n| n.title.as_str())
+        .collect();
+    assert!(
+        overview.notifications.iter().any(|n| n.id == kept),
+        "{titles:?}"
+    );
+    assert!(!titles.contains(&"Lost with its pack"), "{titles:?}");
+    // Written to the repository: the CLI on another machine sees the same report.
+    assert!(writer
+        .pending_ids(&"bob@desk".parse().unwrap())
+        .contains(&report.id));
+    engine.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_acks_are_queued_and_written_once_when_storage_returns() {
     let fixture = Fixture::new();

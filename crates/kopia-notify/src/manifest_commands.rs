@@ -82,6 +82,9 @@ pub fn run(command: ManifestCommand, config_file: &Path) -> Result<()> {
             let (repository, client) = Repository::open_with_client_config(config_file)?;
             let mut store = repository.manifest_store();
             store.refresh()?;
+            if let Some(damage) = store.damaged().first() {
+                bail!("{}", damage.reason);
+            }
             for id in &ids {
                 store.get(id)?;
             }
@@ -92,10 +95,15 @@ pub fn run(command: ManifestCommand, config_file: &Path) -> Result<()> {
     }
 }
 
+/// The manifests, all of them or an error: these commands answer as Kopia's do, which fails
+/// when a manifest content cannot be read (the notification commands go on without it).
 fn open_store(config_file: &Path) -> Result<ManifestStore> {
     let (repository, _) = Repository::open_with_client_config(config_file)?;
     let mut store = repository.manifest_store();
     store.refresh()?;
+    if let Some(damage) = store.damaged().first() {
+        bail!("{}", damage.reason);
+    }
     Ok(store)
 }
 

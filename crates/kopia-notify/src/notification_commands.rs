@@ -12,6 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Offset, TimeZone, Utc};
 use clap::{ArgGroup, Args, Subcommand};
 use kopia_notifications::duration::parse_duration;
+use kopia_notifications::health::check::run_unreadable;
 use kopia_notifications::inbox::{GcPlan, NotificationDetails};
 use kopia_notifications::inert;
 use kopia_notifications::schema::limits;
@@ -194,7 +195,9 @@ fn list(
         min_severity: args.min_severity.parse::<Severity>()?,
     };
     let now = (session.clock)();
-    let mut service = Notifications::new(session.repository.manifests()?);
+    let manifests = session.repository.manifests()?;
+    record_unreadable(manifests, &session.identity, now, err)?;
+    let mut service = Notifications::new(manifests);
     let inbox = service.inbox()?;
     for problem in inbox.problems() {
         writeln!(
@@ -221,6 +224,39 @@ fn list(
         if !ids.is_empty() {
             service.ack(&session.identity, &ids, now)?;
         }
+    }
+    Ok(())
+}
+
+/// Says which manifest packs could not be read, and records them as a corruption
+/// notification to everyone (once per pack, as `check` and the app do) so that the damage is
+/// not only seen by whoever happened to list; resolves such notifications once their packs
+/// read again. A connection that cannot be written (read-only) only warns.
+fn record_unreadable(
+    manifests: &mut dyn ManifestAccess,
+    identity: &Identity,
+    now: DateTime<Utc>,
+    err: &mut dyn Write,
+) -> Result<()> {
+    for damage in &manifests.damaged() {
+        writeln!(
+            err,
+            "warning: listing without manifest content {} of pack {}: {}",
+            inert::line(&damage.content_id),
+            inert::line(&damage.pack_blob_id),
+            inert::line(&damage.reason)
+        )?;
+    }
+    let origin = Origin {
+        user: identity.clone(),
+        command: Some("kopia-notify list".into()),
+    };
+    if let Err(e) = run_unreadable(manifests, &origin, now, true) {
+        writeln!(
+            err,
+            "warning: what the read found was not recorded in the repository: {}",
+            inert::line(&e.to_string())
+        )?;
     }
     Ok(())
 }

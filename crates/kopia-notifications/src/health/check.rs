@@ -132,6 +132,11 @@ pub fn run_check<Tz: TimeZone>(
     ]
     .into();
     let mut findings = super::snapshots::check(&snapshots, &policies, now);
+    checked.insert(DerivedKind::UnreadableManifests);
+    findings.extend(super::corruption::check_unreadable(
+        &store.damaged(),
+        &policies,
+    ));
     findings.extend(super::overdue::check(
         &snapshots,
         &scheduling,
@@ -250,6 +255,34 @@ pub fn run_verify(
         store,
         &findings,
         &[DerivedKind::Corruption].into(),
+        &evidence,
+        origin,
+        now,
+        write,
+        bad.iter().map(ToString::to_string).collect(),
+    )
+}
+
+/// Records what the reads of the manifests met: a notification per pack whose manifest
+/// contents could not be read, and the resolution of earlier ones that read again. For the
+/// commands that read without checking (`list`, `show`). With `write` false nothing is written.
+pub fn run_unreadable(
+    store: &mut dyn ManifestAccess,
+    origin: &Origin,
+    now: DateTime<Utc>,
+    write: bool,
+) -> Result<CheckOutcome, Error> {
+    let (policies, bad) = NotificationPolicies::from_manifests(&of_type(store, POLICY_TYPE)?);
+    let findings = super::corruption::check_unreadable(&store.damaged(), &policies);
+    let evidence = Evidence {
+        snapshots: &[],
+        maintenance: None,
+        versions: &Versions::default(),
+    };
+    plan_and_write(
+        store,
+        &findings,
+        &[DerivedKind::UnreadableManifests].into(),
         &evidence,
         origin,
         now,

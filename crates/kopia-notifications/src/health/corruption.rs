@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use kopia_repo::verify::VerifyReport;
+use kopia_repo::verify::{Damage, VerifyReport};
 
 use super::{derived_id, DerivedKind, Finding};
 use crate::identity::Recipient;
@@ -72,6 +72,52 @@ pub fn check(report: &VerifyReport, policies: &NotificationPolicies) -> Vec<Find
         details,
         snapshot_source: None,
     }]
+}
+
+/// Manifest contents our reads could not decrypt, decompress or find whole: one error to
+/// everyone per pack, its trigger the damaged contents (the same damage met again is the same
+/// notification; more damage in that pack is a new one).
+pub fn check_unreadable(damaged: &[Damage], policies: &NotificationPolicies) -> Vec<Finding> {
+    if damaged.is_empty() || Severity::Error < policies.effective(None).min_severity {
+        return Vec::new();
+    }
+    let mut by_pack: std::collections::BTreeMap<&str, Vec<&Damage>> = Default::default();
+    for damage in damaged {
+        by_pack
+            .entry(&damage.pack_blob_id)
+            .or_default()
+            .push(damage);
+    }
+    by_pack
+        .into_iter()
+        .map(|(pack, contents)| {
+            let ids: BTreeSet<&str> = contents.iter().map(|d| d.content_id.as_str()).collect();
+            let ids: Vec<&str> = ids.into_iter().collect();
+            let details: String = contents
+                .iter()
+                .take(MAX_LISTED)
+                .map(|d| format!("{}: {}\n", d.content_id, d.reason))
+                .collect();
+            Finding {
+                kind: DerivedKind::UnreadableManifests,
+                subject: pack.to_string(),
+                trigger: derived_id("unreadable", &ids),
+                severity: Severity::Error,
+                recipient: Recipient::All,
+                recipient_key: None,
+                title: format!("Repository data is damaged: pack {pack} cannot be read"),
+                message: format!(
+                    "{} manifest contents in pack {pack} could not be read, so the \
+                     notifications, snapshots or policies they hold are missing from every \
+                     list. Run `kopia content verify --full` and restore the pack from a copy \
+                     of the repository if you have one.",
+                    ids.len()
+                ),
+                details: details.chars().take(limits::DETAILS - 200).collect(),
+                snapshot_source: None,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

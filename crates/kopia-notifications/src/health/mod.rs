@@ -57,11 +57,14 @@ pub enum DerivedKind {
     MaintenanceOverdue,
     /// `kopia-notify verify` found damaged contents.
     Corruption,
+    /// A manifest content could not be read (its pack is damaged or cut short): met by any
+    /// read of the manifests, one per pack.
+    UnreadableManifests,
     /// A newer release of Kopia or Kopia Notifier than the one installed here.
     UpgradeAvailable,
 }
 
-const KINDS: [(DerivedKind, &str); 9] = [
+const KINDS: [(DerivedKind, &str); 10] = [
     (DerivedKind::SnapshotErrors, "snapshot-errors"),
     (
         DerivedKind::SnapshotIgnoredErrors,
@@ -73,6 +76,7 @@ const KINDS: [(DerivedKind, &str); 9] = [
     (DerivedKind::MaintenanceUnowned, "maintenance-unowned"),
     (DerivedKind::MaintenanceOverdue, "maintenance-overdue"),
     (DerivedKind::Corruption, "corruption"),
+    (DerivedKind::UnreadableManifests, "unreadable-manifests"),
     (DerivedKind::UpgradeAvailable, "upgrade-available"),
 ];
 
@@ -94,7 +98,7 @@ impl DerivedKind {
             DerivedKind::MaintenanceFailed
             | DerivedKind::MaintenanceUnowned
             | DerivedKind::MaintenanceOverdue => SourceKind::Maintenance,
-            DerivedKind::Corruption => SourceKind::Corruption,
+            DerivedKind::Corruption | DerivedKind::UnreadableManifests => SourceKind::Corruption,
             DerivedKind::UpgradeAvailable => SourceKind::Upgrade,
         }
     }

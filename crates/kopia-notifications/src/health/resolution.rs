@@ -215,6 +215,10 @@ impl Evidence<'_> {
             },
             MaintenanceOverdue => format!("the {subject} succeeded again or is no longer due"),
             Corruption => "a later verification found no damaged contents".to_string(),
+            UnreadableManifests => {
+                "the pack's manifests can be read again, or the index no longer uses them"
+                    .to_string()
+            }
             UpgradeAvailable => match self.versions.about(subject, who) {
                 Some(current) => super::upgrade::explain(current, trigger),
                 None => format!("{subject} was not compared"),

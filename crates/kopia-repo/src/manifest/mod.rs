@@ -14,6 +14,7 @@ use crate::content::writer::{ContentWriter, NewContent};
 use crate::content::{read_in_parallel, CommittedIndex, ContentReader, IndexScope};
 use crate::go_json::{self, go_time};
 use crate::index::{ContentId, IndexEntry};
+use crate::verify::Damage;
 use crate::{Error, Result};
 
 mod content;
@@ -200,7 +201,17 @@ pub struct ManifestStore {
     reader: ContentReader,
     index: CommittedIndex,
     contents: HashMap<ContentId, ContentEntries>,
+    /// Manifest contents that could not be read (damaged or cut short): the store goes on
+    /// without their entries and names them, so that callers can report the damage instead of
+    /// failing on every read. Read again whenever the index changes.
+    damaged: HashMap<ContentId, Damage>,
     live: LiveEntries,
+}
+
+/// One manifest content as a load found it.
+enum Loaded {
+    Entries(ContentEntries),
+    Damaged(Damage),
 }
 
 /// How often a load restarts when a manifest content vanishes under it (a concurrent
@@ -213,6 +224,7 @@ impl ManifestStore {
             reader,
             index: CommittedIndex::new(IndexScope::Prefix(MANIFEST_CONTENT_PREFIX)),
             contents: HashMap::new(),
+            damaged: HashMap::new(),
             live: LiveEntries::default(),
         }
     }
@@ -261,19 +273,43 @@ impl ManifestStore {
             .collect();
         let reader = &self.reader;
         let fetched = read_in_parallel(&missing, |entry| {
-            let payload = reader.read_content(entry)?;
-            let entries =
+            let decoded = reader.read_content(entry).and_then(|payload| {
                 decode_manifest_content(&payload).map_err(|reason| Error::CorruptContent {
                     content_id: entry.content_id.to_string(),
                     blob_id: entry.pack_blob_id.to_string(),
                     reason,
-                })?;
-            Ok((entry.content_id, Arc::new(entries)))
+                })
+            });
+            let loaded = match decoded {
+                Ok(entries) => Loaded::Entries(Arc::new(entries)),
+                Err(e @ (Error::CorruptContent { .. } | Error::TruncatedBlob { .. })) => {
+                    // Callers say so (see `damaged`); a warning here would repeat it.
+                    tracing::debug!(content = %entry.content_id, pack = %entry.pack_blob_id, error = %e, "manifest content cannot be read; going on without it");
+                    Loaded::Damaged(Damage {
+                        content_id: entry.content_id.to_string(),
+                        pack_blob_id: entry.pack_blob_id.to_string(),
+                        reason: e.to_string(),
+                    })
+                }
+                Err(e) => return Err(e),
+            };
+            Ok((entry.content_id, loaded))
         })?;
         let read = fetched.len();
-        self.contents.extend(fetched);
+        for (id, loaded) in fetched {
+            match loaded {
+                Loaded::Entries(entries) => {
+                    self.damaged.remove(&id);
+                    self.contents.insert(id, entries);
+                }
+                Loaded::Damaged(damage) => {
+                    self.damaged.insert(id, damage);
+                }
+            }
+        }
         let live_ids: HashSet<&ContentId> = wanted.iter().map(|e| &e.content_id).collect();
         self.contents.retain(|id, _| live_ids.contains(id));
+        self.damaged.retain(|id, _| live_ids.contains(id));
         let live_contents: Vec<&ContentEntries> = wanted
             .iter()
             .filter_map(|e| self.contents.get(&e.content_id))
@@ -394,6 +430,15 @@ impl ManifestStore {
 
     pub fn len(&self) -> usize {
         self.live.len()
+    }
+
+    /// The manifest contents that could not be read, by pack and content ID.
+    pub fn damaged(&self) -> Vec<&Damage> {
+        let mut damaged: Vec<&Damage> = self.damaged.values().collect();
+        damaged.sort_by(|a, b| {
+            (&a.pack_blob_id, &a.content_id).cmp(&(&b.pack_blob_id, &b.content_id))
+        });
+        damaged
     }
 
     pub fn is_empty(&self) -> bool {
