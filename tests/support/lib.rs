@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod link;
 pub mod servers;
+pub mod servers_b2;
 pub mod servers_objects;
 pub mod servers_sftp;
 pub mod servers_webdav;
