@@ -68,6 +68,18 @@ fn kopia_and_we_share_a_repository_in_a_b2_bucket() {
     let Some(repo) = kopia_repository_on("share") else {
         return;
     };
+    // Kopia's client spoke the fake's API (v1) all through: the fake is what it uses.
+    let kopia_calls = b2.take_counts();
+    for call in [
+        "b2_authorize_account",
+        "b2_list_buckets",
+        "b2_get_upload_url",
+        "b2_upload_file",
+        "b2_list_file_names",
+        "b2_download_file_by_name",
+    ] {
+        assert!(kopia_calls.contains_key(call), "{call}: {kopia_calls:?}");
+    }
     let config = repo.config_file();
     let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
     assert_eq!(ours, kopia_manifest_list(&repo));
@@ -91,7 +103,15 @@ fn kopia_and_we_share_a_repository_in_a_b2_bucket() {
     let listed = repo.manifest_list_json(&["type:b2Test"]);
     assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
     repo.content_verify();
+    b2.take_counts();
     repo.maintenance_full();
+    // Kopia deletes by hiding (the files Kopia dropped are hidden, not gone), and looks
+    // blobs up by version (b2_list_file_versions, b2_get_file_info) on the way.
+    let maintenance_calls = b2.take_counts();
+    assert!(
+        maintenance_calls.get("b2_hide_file") > Some(&0) && !b2.hidden_files().is_empty(),
+        "{maintenance_calls:?}"
+    );
     repo.content_verify();
     let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
     assert_eq!(ours, kopia_manifest_list(&repo));

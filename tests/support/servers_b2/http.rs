@@ -124,7 +124,7 @@ pub fn serve<S: Read + Write>(stream: S, handle: &dyn Fn(&Request) -> Option<Res
 pub struct Listener {
     port: u16,
     stopped: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<TcpStream>>>,
+    connections: Arc<Mutex<HashMap<usize, TcpStream>>>,
     accepting: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -137,20 +137,27 @@ impl Listener {
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let port = listener.local_addr()?.port();
         let stopped = Arc::new(AtomicBool::new(false));
-        let connections: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let connections: Arc<Mutex<HashMap<usize, TcpStream>>> = Arc::default();
         let (flag, open) = (Arc::clone(&stopped), Arc::clone(&connections));
         let accepting = std::thread::spawn(move || {
-            for stream in listener.incoming() {
+            for (serial, stream) in listener.incoming().enumerate() {
                 if flag.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-                if let Ok(clone) = stream.try_clone() {
-                    open.lock().unwrap().push(clone);
-                }
-                let serve_one = Arc::clone(&serve_one);
-                std::thread::spawn(move || serve_one(stream));
+                let Ok(clone) = stream.try_clone() else {
+                    continue;
+                };
+                open.lock().unwrap().insert(serial, clone);
+                let (serve_one, open) = (Arc::clone(&serve_one), Arc::clone(&open));
+                std::thread::spawn(move || {
+                    serve_one(stream);
+                    // The clone kept for stopping would keep the socket open: close it too.
+                    if let Some(clone) = open.lock().unwrap().remove(&serial) {
+                        let _ = clone.shutdown(Shutdown::Both);
+                    }
+                });
             }
         });
         Ok(Listener {
@@ -175,7 +182,7 @@ impl Drop for Listener {
         if let Some(accepting) = self.accepting.take() {
             let _ = accepting.join();
         }
-        for stream in self.connections.lock().unwrap().drain(..) {
+        for (_, stream) in self.connections.lock().unwrap().drain() {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
