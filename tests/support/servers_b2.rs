@@ -14,20 +14,18 @@
 //! rustls-native-certs honour both). The authorization it answers sends the client on to the
 //! fake's own plain-HTTP loopback address, which no proxy is asked for.
 
+mod front;
 mod http;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
 use serde_json::{json, Value};
 
 use self::http::{Listener, Request, Response};
-
-const B2_HOST: &str = "api.backblazeb2.com";
 
 /// One stored version of a file.
 #[derive(Debug, Clone)]
@@ -51,6 +49,8 @@ struct State {
     /// Injected failures: this many next calls of a name answer with this status.
     faults: HashMap<String, (usize, u16)>,
     upload_tokens: Vec<String>,
+    /// Bumped by [`B2Fake::expire_tokens`]: older account tokens are expired.
+    token_generation: usize,
     last_ms: i64,
     serial: usize,
 }
@@ -60,7 +60,6 @@ struct Fake {
     bucket_id: String,
     account_id: String,
     key: String,
-    token: String,
     port: u16,
     running: AtomicBool,
     state: Mutex<State>,
@@ -75,14 +74,13 @@ pub struct B2Fake {
 impl B2Fake {
     /// An empty bucket `bucket` that the key `key_id`/`key` may use.
     pub fn start(bucket: &str, key_id: &str, key: &str) -> B2Fake {
-        let front = front();
+        let front = front::front();
         let port = free_port();
         let fake = Arc::new(Fake {
             bucket: bucket.to_owned(),
             bucket_id: format!("bkt{port}"),
             account_id: format!("acct{port}"),
             key: key.to_owned(),
-            token: format!("token-{port}-{}", std::process::id()),
             port,
             running: AtomicBool::new(false),
             state: Mutex::default(),
@@ -129,6 +127,11 @@ impl B2Fake {
         state.faults.insert(call.to_owned(), (times, status));
     }
 
+    /// Expires every account token handed out so far (B2's last 24 hours).
+    pub fn expire_tokens(&self) {
+        self.fake.state.lock().unwrap().token_generation += 1;
+    }
+
     /// Names of the files whose latest version is a hide marker (Kopia's deletions).
     pub fn hidden_files(&self) -> Vec<String> {
         let state = self.fake.state.lock().unwrap();
@@ -173,103 +176,32 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// The process-wide proxy and TLS front for `api.backblazeb2.com`, routing each
-/// authorization to the fake account whose key ID it names.
-struct Front {
-    accounts: Mutex<HashMap<String, Weak<Fake>>>,
-    _listener: Listener,
-    _ca_dir: tempfile::TempDir,
-}
-
-fn front() -> &'static Front {
-    static FRONT: OnceLock<Front> = OnceLock::new();
-    FRONT.get_or_init(|| {
-        let ca = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "kopia-notifier B2 fake CA");
-        let ca_cert = ca_params.self_signed(&ca).unwrap();
-        let leaf = rcgen::KeyPair::generate().unwrap();
-        let leaf_cert = rcgen::CertificateParams::new(vec![B2_HOST.to_owned()])
-            .unwrap()
-            .signed_by(&leaf, &ca_cert, &ca)
-            .unwrap();
-        let ca_dir = tempfile::tempdir().unwrap();
-        let ca_file = ca_dir.path().join("b2-fake-ca.pem");
-        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(
-                    vec![leaf_cert.der().clone(), ca_cert.der().clone()],
-                    rustls::pki_types::PrivateKeyDer::Pkcs8(leaf.serialize_der().into()),
-                )
-                .unwrap(),
-        );
-        let serve: Arc<dyn Fn(TcpStream) + Send + Sync> = Arc::new(move |mut stream| {
-            if http::accept_connect(&mut stream, B2_HOST).is_none() {
-                return;
-            }
-            let Ok(connection) = rustls::ServerConnection::new(Arc::clone(&tls)) else {
-                return;
-            };
-            let tunnel = rustls::StreamOwned::new(connection, stream);
-            http::serve(tunnel, &|request| front().authorize(request));
-        });
-        let listener = Listener::start(0, serve).expect("start the B2 proxy");
-        // Set once, before any test of this process starts a client (each waits for this
-        // initialisation): the harness's Kopia and kopia-notify processes inherit both.
-        std::env::set_var(
-            "HTTPS_PROXY",
-            format!("http://127.0.0.1:{}", listener.port()),
-        );
-        std::env::set_var("SSL_CERT_FILE", &ca_file);
-        Front {
-            accounts: Mutex::default(),
-            _listener: listener,
-            _ca_dir: ca_dir,
-        }
-    })
-}
-
-impl Front {
-    /// `b2_authorize_account` (any API version), routed by key ID; `None` (the connection
-    /// dropped) when that account's fake is stopped.
-    fn authorize(&self, request: &Request) -> Option<Response> {
-        if !request.path.ends_with("/b2_authorize_account") {
-            return Some(Response::error(404, "not_found", "unknown call"));
-        }
-        let credentials = request
-            .header("authorization")
-            .and_then(|h| h.strip_prefix("Basic "))
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .and_then(|b| String::from_utf8(b).ok())
-            .unwrap_or_default();
-        let (key_id, key) = credentials.split_once(':').unwrap_or(("", ""));
-        let fake = self
-            .accounts
-            .lock()
-            .unwrap()
-            .get(key_id)
-            .and_then(Weak::upgrade);
-        let Some(fake) = fake else {
-            return Some(Response::error(401, "unauthorized", "unknown key"));
-        };
-        // A stopped account is unreachable here too.
-        if !fake.running.load(Ordering::SeqCst) {
-            return None;
-        }
-        Some(fake.authorize(key))
-    }
-}
-
 impl Fake {
+    fn token(&self) -> String {
+        let generation = self.state.lock().unwrap().token_generation;
+        format!("token-{}-{generation}", self.port)
+    }
+
+    /// B2's answers to a missing, wrong or expired account token.
+    fn check_token(&self, request: &Request) -> Result<(), Response> {
+        let given = request.header("authorization").unwrap_or_default();
+        if given == self.token() {
+            Ok(())
+        } else if given.starts_with(&format!("token-{}-", self.port)) {
+            Err(Response::error(
+                401,
+                "expired_auth_token",
+                "Authorization token has expired",
+            ))
+        } else {
+            Err(Response::error(
+                401,
+                "bad_auth_token",
+                "invalid authorization token",
+            ))
+        }
+    }
+
     fn count(&self, call: &str) -> Option<u16> {
         let mut state = self.state.lock().unwrap();
         *state.counts.entry(call.to_owned()).or_default() += 1;
@@ -293,7 +225,7 @@ impl Fake {
             200,
             &json!({
                 "accountId": self.account_id,
-                "authorizationToken": self.token,
+                "authorizationToken": self.token(),
                 "apiUrl": base,
                 "downloadUrl": base,
                 "recommendedPartSize": 100_000_000,
@@ -324,8 +256,8 @@ impl Fake {
         if let Some(status) = self.count(call) {
             return Response::error(status, "service_unavailable", "injected");
         }
-        if request.header("authorization") != Some(self.token.as_str()) {
-            return Response::error(401, "bad_auth_token", "invalid authorization token");
+        if let Err(refused) = self.check_token(request) {
+            return refused;
         }
         let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
             return Response::error(400, "bad_request", "body is not JSON");
@@ -437,8 +369,8 @@ impl Fake {
         if let Some(status) = self.count("b2_download_file_by_name") {
             return Response::error(status, "service_unavailable", "injected");
         }
-        if request.header("authorization") != Some(self.token.as_str()) {
-            return Response::error(401, "bad_auth_token", "invalid authorization token");
+        if let Err(refused) = self.check_token(request) {
+            return refused;
         }
         let Some(name) = rest.strip_prefix(&format!("{}/", self.bucket)).map(decode) else {
             return Response::error(404, "not_found", "no such bucket");

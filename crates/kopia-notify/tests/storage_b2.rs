@@ -15,7 +15,8 @@ use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
 use kopia_repo::client;
 use kopia_repo::error::Error;
 use kopia_repo::repository::Repository;
-use kopia_repo::storage::BlobWriter;
+use kopia_repo::storage::factory::{self, Access, StorageConfig, StorageKind};
+use kopia_repo::storage::{BlobWriter, Storage};
 
 const BUCKET: &str = "kopia-notifier-b2";
 /// Not ending in `/` and with a `/` inside: Kopia concatenates, it does not join.
@@ -210,17 +211,21 @@ fn a_wrong_key_is_refused_at_once_naming_the_bucket() {
     assert_eq!(b2.take_counts(), counts(&[("b2_authorize_account", 1)]));
 }
 
+/// Our storage on a fresh fake account, opened as the factory opens Kopia's config.
+fn our_storage(test: &str) -> (B2Fake, Storage) {
+    let b2 = fake(test);
+    let config = StorageConfig {
+        kind: StorageKind::B2,
+        config: serde_json::json!({
+            "bucket": BUCKET, "prefix": PREFIX, "keyID": format!("005{test}"), "key": KEY,
+        }),
+    };
+    (b2, factory::open(&config, Access::ReadWrite).unwrap())
+}
+
 #[test]
 fn ranges_are_exact_and_a_missing_blob_is_named() {
-    let b2 = fake("ranges");
-    let config = serde_json::json!({
-        "bucket": BUCKET, "prefix": PREFIX, "keyID": "005ranges", "key": KEY,
-    });
-    let storage = kopia_repo::storage::network::b2::open(
-        &config,
-        kopia_repo::storage::factory::Access::ReadWrite,
-    )
-    .unwrap();
+    let (b2, storage) = our_storage("ranges");
     let writer = storage.writer().unwrap();
     writer.put_blob("xr", b"0123456789").unwrap();
     writer.put_blob("q", b"").unwrap();
@@ -253,6 +258,31 @@ fn ranges_are_exact_and_a_missing_blob_is_named() {
     let seen = b2.take_counts();
     assert_eq!(seen["b2_authorize_account"], 1, "{seen:?}");
     assert_eq!(seen["b2_list_buckets"], 1, "{seen:?}");
+}
+
+#[test]
+fn an_expired_token_is_renewed_and_a_busy_upload_retried_on_a_new_upload_url() {
+    let (b2, storage) = our_storage("expiry");
+    let writer = storage.writer().unwrap();
+    writer.put_blob("xs", b"first").unwrap();
+    b2.take_counts();
+
+    b2.expire_tokens();
+    b2.fail_next("b2_upload_file", 1, 503);
+    writer.put_blob("xs", b"again").unwrap();
+    assert_eq!(storage.reader().get_blob("xs").unwrap(), b"again");
+    // The 503 drops the upload URL; asking for a new one meets the expired token, which is
+    // renewed (authorize, find the bucket) once.
+    assert_eq!(
+        b2.take_counts(),
+        counts(&[
+            ("b2_authorize_account", 1),
+            ("b2_list_buckets", 1),
+            ("b2_get_upload_url", 2),
+            ("b2_upload_file", 2),
+            ("b2_download_file_by_name", 1),
+        ])
+    );
 }
 
 #[test]
