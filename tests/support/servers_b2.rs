@@ -25,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use self::http::{Listener, Request, Response};
+use self::http::{decode, encode, hex, parse_range, Listener, Request, Response};
 
 /// One stored version of a file.
 #[derive(Debug, Clone)]
@@ -566,58 +566,4 @@ impl State {
             uploaded_ms: self.last_ms,
         }
     }
-}
-
-/// `bytes=first-last` or `bytes=first-`.
-fn parse_range(header: &str) -> Option<(usize, Option<usize>)> {
-    let (first, last) = header.strip_prefix("bytes=")?.split_once('-')?;
-    let last = if last.is_empty() {
-        None
-    } else {
-        Some(last.parse().ok()?)
-    };
-    Some((first.parse().ok()?, last))
-}
-
-fn hex(digest: ring::digest::Digest) -> String {
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// B2's decoding of names in paths and headers: `%XX`, and `+` as a space (Go's
-/// url.QueryEscape, which Kopia's client uses, writes spaces so).
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let digits = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(digits, 16) {
-                    Ok(byte) => {
-                        out.push(byte);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

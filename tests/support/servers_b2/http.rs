@@ -1,6 +1,6 @@
 //! Just enough HTTP/1.1 for the B2 fake: keep-alive requests with `Content-Length` bodies, over
-//! plain TCP or TLS, answered by a handler; and the TLS front that impersonates
-//! `api.backblazeb2.com` behind an HTTP `CONNECT` proxy.
+//! plain TCP or TLS, answered by a handler; the proxy's `CONNECT`; and the encodings B2 uses
+//! in paths and headers.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -202,4 +202,58 @@ pub fn accept_connect(stream: &mut TcpStream, allowed: &str) -> Option<()> {
     stream
         .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
         .ok()
+}
+
+/// `bytes=first-last` or `bytes=first-`.
+pub fn parse_range(header: &str) -> Option<(usize, Option<usize>)> {
+    let (first, last) = header.strip_prefix("bytes=")?.split_once('-')?;
+    let last = if last.is_empty() {
+        None
+    } else {
+        Some(last.parse().ok()?)
+    };
+    Some((first.parse().ok()?, last))
+}
+
+pub fn hex(digest: ring::digest::Digest) -> String {
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// B2's decoding of names in paths and headers: `%XX`, and `+` as a space (Go's
+/// url.QueryEscape, which Kopia's client uses, writes spaces so).
+pub fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let digits = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(digits, 16) {
+                    Ok(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

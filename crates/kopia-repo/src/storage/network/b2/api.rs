@@ -459,9 +459,9 @@ impl B2Api {
         .await
     }
 
-    /// Secrets of this client that must never appear in a message.
-    pub fn secrets(&self) -> Vec<String> {
-        vec![self.key.expose().to_string()]
+    /// `text` without this client's key (B2's messages should not echo it; this makes sure).
+    pub fn redact(&self, text: &str) -> String {
+        text.replace(self.key.expose(), "***")
     }
 }
 

@@ -95,6 +95,8 @@ pub struct B2Storage {
 }
 
 impl B2Storage {
+    /// The storage of `config` over `http`, authorizing at `authorize_url`: [`AUTHORIZE_URL`]
+    /// for Backblaze (what [`open`] uses), another address for a service speaking B2's API.
     pub fn new(config: &B2Config, http: reqwest::Client, authorize_url: &str) -> Self {
         let key = config.key.clone().unwrap_or_else(|| Password::new(""));
         B2Storage {
@@ -129,12 +131,7 @@ impl B2Storage {
     /// The crate's error for `failure` of `operation` (on `blob_id`), naming the bucket and
     /// never the key.
     fn error(&self, operation: &str, blob_id: Option<&str>, failure: Failure) -> Error {
-        let redact = |reason: String| {
-            self.api
-                .secrets()
-                .iter()
-                .fold(reason, |text, secret| text.replace(secret.as_str(), "***"))
-        };
+        let redact = |reason: String| self.api.redact(&reason);
         let operation = match blob_id {
             Some(id) => format!("{operation} {id}"),
             None => operation.to_string(),
