@@ -136,6 +136,8 @@ pub fn open(config: &StorageConfig, access: Access) -> Result<Storage> {
         #[cfg(feature = "network")]
         StorageKind::AzureBlob => super::network::azure::open(&config.config, access),
         #[cfg(feature = "network")]
+        StorageKind::B2 => super::network::b2::open(&config.config, access),
+        #[cfg(feature = "network")]
         StorageKind::Sftp => super::network::sftp::open(&config.config, access),
         #[cfg(feature = "network")]
         StorageKind::Webdav => super::network::webdav::open(&config.config, access),
@@ -145,6 +147,7 @@ pub fn open(config: &StorageConfig, access: Access) -> Result<Storage> {
         StorageKind::S3
         | StorageKind::Gcs
         | StorageKind::AzureBlob
+        | StorageKind::B2
         | StorageKind::Sftp
         | StorageKind::Webdav
         | StorageKind::Rclone => Err(config.unsupported(
@@ -155,11 +158,6 @@ pub fn open(config: &StorageConfig, access: Access) -> Result<Storage> {
              reach the folder through rclone instead",
         )),
         StorageKind::Other(_) => Err(config.unsupported("Kopia v0.23.1 has no such storage type")),
-        StorageKind::B2 => Err(config.unsupported(
-            "Backblaze B2's native API is not implemented; connect to the bucket through \
-             B2's S3-compatible API instead (storage type s3, endpoint \
-             s3.<region>.backblazeb2.com)",
-        )),
     }
 }
 
@@ -242,11 +240,7 @@ mod tests {
 
     #[test]
     fn unsupported_types_are_named() {
-        for (kind, hint) in [
-            ("gdrive", "rclone"),
-            ("ftp", "no such storage type"),
-            ("b2", "not implemented"),
-        ] {
+        for (kind, hint) in [("gdrive", "rclone"), ("ftp", "no such storage type")] {
             let err = open(&config(kind, serde_json::json!({})), Access::ReadOnly).unwrap_err();
             let message = err.to_string();
             assert!(
