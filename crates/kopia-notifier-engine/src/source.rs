@@ -107,7 +107,7 @@ pub fn read_only_config(record: &RepoRecord) -> Option<PathBuf> {
         return None;
     }
     let config = kopia_repo::client::load(&record.location).ok()?;
-    config.readonly.then(|| record.location.clone())
+    config.is_read_only().then(|| record.location.clone())
 }
 
 /// Opens the repository's manifest store, writing as `identity`.
