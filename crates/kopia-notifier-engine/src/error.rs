@@ -35,8 +35,9 @@ pub enum EngineError {
     AlreadyConfigured(PathBuf),
     #[error("OS keyring: {0}")]
     Keyring(String),
-    #[error("repository {} is connected read-only; not written", .0.display())]
-    ReadOnly(PathBuf),
+    /// `readonly` or a point-in-time view: the reason says which.
+    #[error("repository {} is {}; not written", .0.display(), .1)]
+    ReadOnly(PathBuf, kopia_repo::client::ReadOnlyReason),
     #[error("the engine has stopped")]
     Stopped,
 }

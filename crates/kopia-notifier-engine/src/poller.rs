@@ -288,8 +288,8 @@ impl Poller {
     }
 
     async fn ack(&mut self, target: AckTarget) -> Result<AckReport, EngineError> {
-        if let Some(config) = source::read_only_config(&self.record) {
-            return Err(EngineError::ReadOnly(config));
+        if let Some((config, reason)) = source::read_only_config(&self.record) {
+            return Err(EngineError::ReadOnly(config, reason));
         }
         let views = self.current_views();
         let ids: Vec<String> = match target {

@@ -259,6 +259,7 @@ mod tests {
 
     use super::*;
     use crate::error::EngineError;
+    use kopia_repo::client::ReadOnlyReason;
 
     #[test]
     fn queued_acks_overlay_only_their_identity() {
@@ -398,14 +399,17 @@ mod tests {
             location: config.clone(),
             keyring_account: None,
         };
-        assert_eq!(source::read_only_config(&record), Some(config.clone()));
+        assert_eq!(
+            source::read_only_config(&record),
+            Some((config.clone(), ReadOnlyReason::Connection))
+        );
         let writable_record = RepoRecord {
             kind: RepoKind::Filesystem,
             ..record.clone()
         };
         assert_eq!(source::read_only_config(&writable_record), None);
         assert_eq!(
-            EngineError::ReadOnly(config.clone()).to_string(),
+            EngineError::ReadOnly(config.clone(), ReadOnlyReason::Connection).to_string(),
             format!(
                 "repository {} is connected read-only; not written",
                 config.display()

@@ -9,7 +9,7 @@ use kopia_notifications::kopia_store::KopiaManifests;
 use kopia_notifications::{
     Draft, Identity, Notifications, Origin, Recipient, Severity, SnapshotSource, SourceKind,
 };
-use kopia_repo::client;
+use kopia_repo::client::{self, ReadOnlyReason};
 use kopia_repo::content::writer::SessionOwner;
 use kopia_repo::repository::Repository;
 
@@ -99,15 +99,16 @@ pub fn storage_root(record: &RepoRecord) -> Option<PathBuf> {
     }
 }
 
-/// The client config of a Kopia connection made read-only (`kopia repository connect
-/// --readonly`), read from the file now: acknowledging through it is refused up front
-/// instead of being queued for a write that can never happen.
-pub fn read_only_config(record: &RepoRecord) -> Option<PathBuf> {
+/// The client config of a Kopia connection that is never written (`kopia repository connect
+/// --readonly`, or `--point-in-time`) and why, read from the file now: acknowledging through
+/// it is refused up front instead of being queued for a write that can never happen.
+pub fn read_only_config(record: &RepoRecord) -> Option<(PathBuf, ReadOnlyReason)> {
     if record.kind != RepoKind::KopiaConfig {
         return None;
     }
     let config = kopia_repo::client::load(&record.location).ok()?;
-    config.readonly.then(|| record.location.clone())
+    let reason = config.read_only_reason()?;
+    Some((record.location.clone(), reason))
 }
 
 /// Opens the repository's manifest store, writing as `identity`.

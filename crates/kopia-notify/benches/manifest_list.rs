@@ -5,7 +5,8 @@
 //! calls of a refresh when nothing changed (goal: one listing, zero reads).
 //!
 //! Run: `cargo bench -p kopia-notify --bench manifest_list` (`BENCH_MANIFESTS`, `BENCH_ROUNDS`
-//! override the defaults).
+//! override the defaults). `BENCH_STORAGE=s3` puts the repository in a bucket of a loopback
+//! moto server instead of a local directory (moto_server from `.ci/install-storage-servers.sh`).
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -13,13 +14,66 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kopia_fixtures::bench::{env_or, median, repository_command, timed};
-use kopia_fixtures::{require_kopia, CreateOptions, KopiaRepo, PASSWORD};
+use kopia_fixtures::servers::{require_moto, MotoServer};
+use kopia_fixtures::{require_kopia, CreateOptions, Kopia, KopiaRepo, PASSWORD};
+use kopia_repo::client;
 use kopia_repo::repository::Repository;
 use kopia_repo::storage::counting::CountingStorage;
-use kopia_repo::storage::filesystem::FilesystemStorage;
 use kopia_repo::storage::BlobStorage;
 
 const LIST: [&str; 3] = ["manifest", "list", "--json"];
+const BUCKET: &str = "kopia-notifier-bench";
+
+/// Where the benchmark keeps its repository (`BENCH_STORAGE`).
+enum Place {
+    Filesystem,
+    /// The server lives as long as the benchmark.
+    S3(MotoServer),
+}
+
+impl Place {
+    fn from_env() -> Place {
+        match std::env::var("BENCH_STORAGE").as_deref() {
+            Err(_) | Ok("filesystem") => Place::Filesystem,
+            Ok("s3") => Place::S3(require_moto().unwrap_or_else(|| {
+                eprintln!("BENCH_STORAGE=s3 needs moto_server");
+                std::process::exit(1)
+            })),
+            Ok(other) => {
+                eprintln!("BENCH_STORAGE={other}: expected filesystem or s3");
+                std::process::exit(1)
+            }
+        }
+    }
+
+    fn create(&self, kopia: &Kopia) -> KopiaRepo {
+        match self {
+            Place::Filesystem => KopiaRepo::create(kopia, &CreateOptions::default()),
+            Place::S3(moto) => {
+                moto.create_bucket(BUCKET);
+                KopiaRepo::create_on(
+                    kopia,
+                    &[
+                        "s3".to_owned(),
+                        format!("--bucket={BUCKET}"),
+                        "--prefix=bench/".to_owned(),
+                        format!("--endpoint={}", moto.endpoint()),
+                        "--disable-tls".to_owned(),
+                        "--access-key=AKIAKOPIANOTIFIER".to_owned(),
+                        "--secret-access-key=kopia-notifier-secret".to_owned(),
+                    ],
+                )
+            }
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Place::Filesystem => "a local directory".to_owned(),
+            Place::S3(moto) => format!("s3://{BUCKET}/bench/ on moto at {}", moto.endpoint()),
+        }
+    }
+}
 
 fn main() {
     let Some(kopia) = require_kopia() else {
@@ -32,8 +86,10 @@ fn main() {
     let manifests = env_or("BENCH_MANIFESTS", 5_000);
     let rounds = env_or("BENCH_ROUNDS", 7);
 
+    let place = Place::from_env();
+
     let setup = Instant::now();
-    let repo = KopiaRepo::create(&kopia, &CreateOptions::default());
+    let repo = place.create(&kopia);
     let tree = repo.make_tree(manifests, 1);
     let mut dirs: Vec<_> = std::fs::read_dir(&tree)
         .unwrap()
@@ -45,7 +101,8 @@ fn main() {
     repo.run_ok(&args);
     let total = repo.manifest_list_json(&[]).as_array().unwrap().len();
     println!(
-        "repository: {total} manifests ({manifests} snapshots), set up in {:.1?}",
+        "repository in {}: {total} manifests ({manifests} snapshots), set up in {:.1?}",
+        place.name(),
         setup.elapsed()
     );
 
@@ -72,9 +129,11 @@ fn main() {
         our_median.as_secs_f64() / kopia_median.as_secs_f64()
     );
 
-    let counting = Arc::new(CountingStorage::new(
-        FilesystemStorage::open(&repo.repo_dir()).unwrap(),
-    ));
+    // The storage as the CLI opens it, from Kopia's config: a refresh's calls are requests
+    // on an object store (one listing is one ListObjects page of up to 1,000 blobs).
+    let client = client::load(&repo.config_file()).unwrap();
+    let storage = Arc::clone(client.open_storage().unwrap().writer().unwrap());
+    let counting = Arc::new(CountingStorage::new(storage));
     let repository =
         Repository::open(Arc::clone(&counting) as Arc<dyn BlobStorage>, PASSWORD).unwrap();
     let mut store = repository.manifest_store();

@@ -48,7 +48,7 @@ pub fn run(
         schedule: maintenance_schedule(&manifests),
         versions,
     };
-    let write = !args.dry_run && !client.readonly;
+    let write = !args.dry_run && !client.is_read_only();
     let origin = Origin {
         user: identity,
         command: Some("kopia-notify check".into()),
@@ -68,7 +68,7 @@ pub fn run(
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&outcome.summary())?)?;
     } else {
-        out.write_all(render(&outcome, args.dry_run, client.readonly).as_bytes())?;
+        out.write_all(render(&outcome, args.dry_run, client.is_read_only()).as_bytes())?;
     }
     Ok(())
 }

@@ -83,7 +83,7 @@ pub fn run(
             if values == PolicyValues::default() {
                 bail!("nothing to set: give at least one option (see --help)");
             }
-            if client.readonly {
+            if client.is_read_only() {
                 bail!("the connection is read-only: nothing written");
             }
             policy::set(&mut store, &target, &values)?;
@@ -123,7 +123,7 @@ pub fn run(
         }
         PolicyCommand::Remove(arg) => {
             let target = parse_target(&arg.target, identity)?;
-            if client.readonly {
+            if client.is_read_only() {
                 bail!("the connection is read-only: nothing written");
             }
             policy::remove(&mut store, &target)?;

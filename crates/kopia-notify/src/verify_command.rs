@@ -40,7 +40,13 @@ pub fn run(
         user: identity,
         command: Some("kopia-notify verify".into()),
     };
-    let outcome = run_verify(&mut manifests, &report, &origin, now, !client.readonly)?;
+    let outcome = run_verify(
+        &mut manifests,
+        &report,
+        &origin,
+        now,
+        !client.is_read_only(),
+    )?;
     if args.json {
         let damaged: Vec<_> = report
             .damaged

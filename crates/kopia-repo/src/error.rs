@@ -84,8 +84,12 @@ pub enum Error {
     #[error("repository {0} is being upgraded; writing is not allowed until the upgrade finishes")]
     UpgradeInProgress(String),
 
-    #[error("repository {} is connected read-only; not written", config.display())]
-    ReadOnly { config: PathBuf },
+    /// A connection through which nothing is written: `readonly`, or a point-in-time view.
+    #[error("repository {} is {reason}; not written", config.display())]
+    ReadOnly {
+        config: PathBuf,
+        reason: crate::client::ReadOnlyReason,
+    },
 
     #[error("repository {path} already exists")]
     AlreadyExists { path: String },

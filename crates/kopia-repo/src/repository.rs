@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use rand::RngCore;
 use serde_json::value::RawValue;
 
-use crate::client::{self, ClientConfig};
+use crate::client::{self, ClientConfig, ReadOnlyReason};
 use crate::content::writer::{ContentWriter, SessionOwner, WriteFormat};
 use crate::content::{ContentCrypto, ContentReader, IndexLayout};
 use crate::crypto::encryption::ContentEncryptor;
@@ -39,9 +39,10 @@ pub struct Repository {
     config: RepositoryConfig,
     crypto: Arc<ContentCrypto>,
     timings: OpenTimings,
-    /// The client config of a connection made with `kopia repository connect --readonly`:
-    /// Kopia refuses every write through it, and so does [`Repository::content_writer`].
-    read_only_config: Option<PathBuf>,
+    /// The client config of a connection made with `kopia repository connect --readonly` or
+    /// onto a point in time, and which of the two: Kopia refuses every write through it, and
+    /// so does [`Repository::content_writer`].
+    read_only_config: Option<(PathBuf, ReadOnlyReason)>,
 }
 
 /// Where the time of an open went (the benchmark prints it).
@@ -191,8 +192,8 @@ impl Repository {
         let password = client::resolve_password(config_path)?;
         let storage = client_config.open_storage()?;
         let mut repository = Repository::open(storage, password.expose())?;
-        if client_config.readonly {
-            repository.read_only_config = Some(config_path.to_path_buf());
+        if let Some(reason) = client_config.read_only_reason() {
+            repository.read_only_config = Some((config_path.to_path_buf(), reason));
         }
         Ok((repository, client_config))
     }
@@ -239,16 +240,19 @@ impl Repository {
     /// The client config of the read-only connection it was opened through, if it was: no
     /// writer is given then.
     pub fn read_only_config(&self) -> Option<&Path> {
-        self.read_only_config.as_deref()
+        self.read_only_config
+            .as_ref()
+            .map(|(config, _)| config.as_path())
     }
 
     /// A writer for new contents, after checking (from storage, not from what was read at open)
     /// that the repository may be written: a read-write connection, no upgrade under way, the
     /// same keys and parameters.
     pub fn content_writer(&self, owner: SessionOwner) -> Result<ContentWriter> {
-        if let Some(config) = &self.read_only_config {
+        if let Some((config, reason)) = &self.read_only_config {
             return Err(Error::ReadOnly {
                 config: config.clone(),
+                reason: reason.clone(),
             });
         }
         let writer = Arc::clone(self.storage.writer()?);

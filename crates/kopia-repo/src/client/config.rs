@@ -3,16 +3,18 @@
 //! Unknown keys are ignored; server connections are refused with [`Error::Unsupported`].
 //! Nothing is ever written back.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 
 use crate::content::writer::SessionOwner;
 use crate::error::{Error, Result};
 use crate::storage::factory::{self, Access, StorageConfig, StorageKind};
 use crate::storage::filesystem::FilesystemConfig;
-use crate::storage::{io_error, Storage};
+use crate::storage::{io_error, point_in_time, Storage};
 
 /// What we use of one `repository.config`.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,10 +40,37 @@ impl ClientConfig {
     }
 
     pub fn access(&self) -> Access {
-        if self.readonly {
+        if self.is_read_only() {
             Access::ReadOnly
         } else {
             Access::ReadWrite
+        }
+    }
+
+    /// Why nothing may be written through this connection, if so: a point-in-time view of
+    /// the storage (Kopia opens its storage read-only then, repo/blob/s3/s3_pit.go), or a
+    /// `readonly` connection.
+    pub fn read_only_reason(&self) -> Option<ReadOnlyReason> {
+        match self.point_in_time() {
+            Some(at) => Some(ReadOnlyReason::PointInTime(at)),
+            None => self.readonly.then_some(ReadOnlyReason::Connection),
+        }
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only_reason().is_some()
+    }
+
+    /// `pointInTime` of the storage types that have it in Kopia v0.23.1. A malformed value is
+    /// none here: opening the storage refuses it, naming the key.
+    fn point_in_time(&self) -> Option<DateTime<Utc>> {
+        match self.storage.kind {
+            StorageKind::S3 | StorageKind::Gcs | StorageKind::AzureBlob => {
+                point_in_time::parse(self.storage.config.get("pointInTime"))
+                    .ok()
+                    .flatten()
+            }
+            _ => None,
         }
     }
 
@@ -50,6 +79,28 @@ impl ClientConfig {
         SessionOwner {
             username: self.username.clone(),
             hostname: self.hostname.clone(),
+        }
+    }
+}
+
+/// Why a connection is never written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOnlyReason {
+    /// `kopia repository connect --readonly`.
+    Connection,
+    /// `pointInTime` in the storage config (`--point-in-time`): the storage as it was then.
+    PointInTime(DateTime<Utc>),
+}
+
+impl fmt::Display for ReadOnlyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadOnlyReason::Connection => f.write_str("connected read-only"),
+            ReadOnlyReason::PointInTime(at) => write!(
+                f,
+                "a read-only point-in-time view (pointInTime {})",
+                at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            ),
         }
     }
 }
@@ -280,6 +331,53 @@ mod tests {
             Error::UnsupportedStorage { kind, .. } => assert_eq!(kind, "tape"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_point_in_time_connection_is_read_only_and_says_why() {
+        let connection = |storage: serde_json::Value, readonly: bool| {
+            let json = serde_json::json!({"storage": storage, "readonly": readonly});
+            parse_config(json.to_string().as_bytes(), Path::new("/c/pit.config")).unwrap()
+        };
+        let at = "2026-12-01T15:20:00Z";
+        for kind in ["s3", "gcs", "azureBlob"] {
+            let config = connection(
+                serde_json::json!({"type": kind, "config": {"bucket": "b", "pointInTime": at}}),
+                false,
+            );
+            assert_eq!(config.access(), Access::ReadOnly, "{kind}");
+            let reason = config.read_only_reason().unwrap();
+            let refusal = Error::ReadOnly {
+                config: config.config_path.clone(),
+                reason,
+            };
+            assert_eq!(
+                refusal.to_string(),
+                format!(
+                    "repository /c/pit.config is a read-only point-in-time view \
+                     (pointInTime {at}); not written"
+                )
+            );
+        }
+        // Go's zero time is no point in time; other types have no such key.
+        let zero = serde_json::json!({"type": "s3",
+            "config": {"bucket": "b", "pointInTime": "0001-01-01T00:00:00Z"}});
+        assert_eq!(connection(zero.clone(), false).read_only_reason(), None);
+        assert_eq!(
+            connection(zero, true).read_only_reason(),
+            Some(ReadOnlyReason::Connection)
+        );
+        let filesystem = serde_json::json!({"type": "filesystem",
+            "config": {"path": "/r", "pointInTime": at}});
+        assert!(!connection(filesystem, false).is_read_only());
+        let readonly = Error::ReadOnly {
+            config: PathBuf::from("/c/ro.config"),
+            reason: ReadOnlyReason::Connection,
+        };
+        assert_eq!(
+            readonly.to_string(),
+            "repository /c/ro.config is connected read-only; not written"
+        );
     }
 
     #[test]

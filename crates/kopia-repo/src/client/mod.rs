@@ -8,7 +8,7 @@ mod password;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{load, parse_config, ClientConfig};
+pub use config::{load, parse_config, ClientConfig, ReadOnlyReason};
 pub use keyring::{
     delete_secret, keyring_item_id, keyring_username, read_keyring_password, read_secret,
     store_password_in_keyring, store_secret,

@@ -8,6 +8,7 @@ pub mod factory;
 pub mod filesystem;
 #[cfg(feature = "network")]
 pub mod network;
+pub mod point_in_time;
 pub mod retention;
 pub mod sharded;
 

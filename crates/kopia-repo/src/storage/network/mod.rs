@@ -10,6 +10,7 @@ pub mod object;
 pub mod pinning;
 pub mod rclone;
 pub mod s3;
+pub mod s3_pit;
 pub mod sftp;
 pub mod tree;
 pub mod webdav;

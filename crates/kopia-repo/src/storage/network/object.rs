@@ -51,7 +51,8 @@ impl ObjectStorage {
         self
     }
 
-    fn key(&self, blob_id: &str) -> Result<String> {
+    /// The object name of a blob, refusing IDs that would name another object.
+    pub(super) fn key(&self, blob_id: &str) -> Result<String> {
         // Blob IDs are ASCII without separators; anything else would name another object.
         if blob_id.is_empty()
             || !blob_id
@@ -67,7 +68,13 @@ impl ObjectStorage {
         Ok(format!("{}{blob_id}", self.prefix))
     }
 
-    fn error(&self, operation: &str, blob_id: Option<&str>, error: opendal::Error) -> Error {
+    /// The crate's error for a failed request on this store, with the secrets cut out.
+    pub(super) fn error(
+        &self,
+        operation: &str,
+        blob_id: Option<&str>,
+        error: opendal::Error,
+    ) -> Error {
         let mut error = request_error(&self.name, operation, blob_id, error);
         if let Error::StorageAccessDenied { reason, .. } | Error::StorageRequest { reason, .. } =
             &mut error
@@ -77,6 +84,23 @@ impl ObjectStorage {
             }
         }
         error
+    }
+
+    pub(super) fn operator(&self) -> &opendal::Operator {
+        &self.operator
+    }
+
+    /// The object name that lists the blobs whose IDs start with `blob_prefix`.
+    pub(super) fn list_path(&self, blob_prefix: &str) -> String {
+        format!("{}{blob_prefix}", self.prefix)
+    }
+
+    /// The blob ID of a listed object name, unless the object is no blob of this store: under
+    /// another prefix, in a "subdirectory", or the backend's own (`hidden`).
+    pub(super) fn blob_id<'a>(&self, object: &'a str, blob_prefix: &str) -> Option<&'a str> {
+        let id = object.strip_prefix(self.prefix.as_str())?;
+        (id.starts_with(blob_prefix) && !id.contains('/') && !self.hidden.contains(&id))
+            .then_some(id)
     }
 }
 
@@ -142,7 +166,7 @@ impl BlobReader for ObjectStorage {
 
     fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
         let operator = self.operator.clone();
-        let path = format!("{}{prefix}", self.prefix);
+        let path = self.list_path(prefix);
         // Non-recursive: one ListObjects walk with delimiter "/", as Kopia lists.
         let entries = block_on(async move { operator.list_with(&path).recursive(false).await })
             .map_err(|e| self.error(&format!("list {prefix:?}"), None, e))?;
@@ -150,10 +174,7 @@ impl BlobReader for ObjectStorage {
             .into_iter()
             .filter(|entry| entry.metadata().is_file())
             .filter_map(|entry| {
-                let id = entry.path().strip_prefix(self.prefix.as_str())?;
-                if !id.starts_with(prefix) || id.contains('/') || self.hidden.contains(&id) {
-                    return None;
-                }
+                let id = self.blob_id(entry.path(), prefix)?;
                 let metadata = entry.metadata();
                 let timestamp = metadata
                     .last_modified()

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::object::ObjectStorage;
 use super::operator;
+use super::s3_pit::PointInTimeStorage;
 use crate::client::Password;
 use crate::error::{Error, Result};
 use crate::storage::factory::Access;
-use crate::storage::Storage;
+use crate::storage::{point_in_time, Storage};
 
 /// S3's own object under the prefix: per-prefix storage classes (Kopia's `ConfigName`).
 const STORAGE_CONFIG_OBJECT: &str = ".storageconfig";
@@ -56,8 +58,9 @@ pub struct S3Config {
     pub role_duration: Option<serde_json::Value>,
     #[serde(default)]
     pub region: String,
-    #[serde(default)]
-    pub point_in_time: Option<String>,
+    /// A read-only view of the bucket as it was then (Kopia's `--point-in-time`).
+    #[serde(default, deserialize_with = "point_in_time::deserialize")]
+    pub point_in_time: Option<DateTime<Utc>>,
 }
 
 fn base64_bytes<'de, D: serde::Deserializer<'de>>(
@@ -139,22 +142,21 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         reason,
     };
     let config = S3Config::from_json(config).map_err(invalid)?;
-    if config.point_in_time.is_some() {
-        return Err(Error::UnsupportedStorage {
-            kind: "s3".to_string(),
-            reason: format!(
-                "point-in-time views (pointInTime) of {} are not implemented yet",
-                config.describe()
-            ),
-        });
-    }
     let operator = build_operator(&config).map_err(invalid)?;
-    let storage = Arc::new(ObjectStorage::new(
+    let storage = ObjectStorage::new(
         operator,
         &config.prefix,
         &[STORAGE_CONFIG_OBJECT],
         config.describe(),
-    ));
+    );
+    if let Some(at) = config.point_in_time {
+        let view = PointInTimeStorage::new(storage, at);
+        view.require_versioned_bucket(&config.bucket)?;
+        // Read-only whatever the connection asks, as Kopia wraps the view in its read-only
+        // storage (repo/blob/readonly): the past cannot be written.
+        return Ok(Storage::read_only(Arc::new(view)));
+    }
+    let storage = Arc::new(storage);
     Ok(match access {
         Access::ReadWrite => Storage::read_write(storage),
         Access::ReadOnly => Storage::read_only(storage),
@@ -339,15 +341,21 @@ mod tests {
 
     #[test]
     fn refused_configs_name_s3() {
+        // A malformed point in time is refused before any request.
         let err = open(
-            &serde_json::json!({"bucket": "b", "pointInTime": "2026-01-01T00:00:00Z"}),
+            &serde_json::json!({"bucket": "b", "pointInTime": "yesterday"}),
             Access::ReadOnly,
         )
         .unwrap_err();
         let message = err.to_string();
         assert!(
-            message.starts_with("storage type s3 is not supported") && message.contains("s3://b/"),
+            message.starts_with("invalid s3 storage config: pointInTime \"yesterday\""),
             "{message}"
+        );
+        let at = parse(serde_json::json!({"bucket": "b", "pointInTime": "2026-01-01T00:00:00Z"}));
+        assert_eq!(
+            at.point_in_time.map(|t| t.to_rfc3339()),
+            Some("2026-01-01T00:00:00+00:00".to_string())
         );
         let err = open(&serde_json::json!({"prefix": "p"}), Access::ReadOnly).unwrap_err();
         assert!(matches!(err, Error::InvalidStorageConfig { ref kind, .. } if kind == "s3"));

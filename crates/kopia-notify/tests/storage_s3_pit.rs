@@ -1,0 +1,385 @@
+//! Point-in-time views of a versioned S3 bucket, end to end on a loopback moto server: real
+//! Kopia creates the repository and snapshots; we send a notification A; the moment T passes;
+//! we send B and acknowledge A, Kopia deletes a snapshot and runs full maintenance (which
+//! deletes blobs, leaving delete markers). Kopia then connects with `--point-in-time=T` and
+//! writes that config: through it we list exactly what Kopia lists (A pending, no B, the
+//! deleted snapshot still there), and every writing command refuses with one line while the
+//! bucket keeps every version it had. Kopia's rule: repo/blob/s3/s3_pit.go.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use kopia_fixtures::cli::{self, stdout_ok};
+use kopia_fixtures::servers::{require_moto, MotoServer};
+use kopia_fixtures::{require_kopia, Kopia, KopiaRepo, HOSTNAME, PASSWORD, USERNAME};
+use kopia_repo::client;
+use kopia_repo::repository::Repository;
+use kopia_repo::storage::counting::CountingStorage;
+use kopia_repo::storage::BlobReader;
+
+const BUCKET: &str = "kopia-notifier-pit";
+const PREFIX: &str = "team-a/host1-";
+const ACCESS_KEY: &str = "AKIAKOPIANOTIFIER";
+const SECRET_KEY: &str = "kopia-notifier-secret";
+
+fn kopia_notify(config: &Path, args: &[&str]) -> Output {
+    cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config)
+        .env("KOPIA_NOTIFICATIONS", "hidden")
+        .args(args)
+        .output()
+        .expect("run kopia-notify")
+}
+
+/// `kopia repository create|connect s3` arguments for `bucket` at `endpoint`.
+fn s3_args(endpoint: &str, bucket: &str) -> Vec<String> {
+    vec![
+        "s3".to_owned(),
+        format!("--bucket={bucket}"),
+        format!("--prefix={PREFIX}"),
+        format!("--endpoint={endpoint}"),
+        "--disable-tls".to_owned(),
+        format!("--access-key={ACCESS_KEY}"),
+        format!("--secret-access-key={SECRET_KEY}"),
+    ]
+}
+
+/// One S3 request to moto (which checks no signatures), with an XML body (moto reads a body
+/// only with that type); the whole response as text.
+fn s3_request(moto: &MotoServer, method: &str, path: &str, body: &str) -> String {
+    let endpoint = moto.endpoint();
+    let mut stream = TcpStream::connect(&endpoint).expect("connect to moto");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {endpoint}\r\nContent-Type: application/xml\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "{method} {path}: {response}"
+    );
+    response
+}
+
+fn enable_versioning(moto: &MotoServer, bucket: &str) {
+    s3_request(
+        moto,
+        "PUT",
+        &format!("/{bucket}?versioning"),
+        r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#,
+    );
+}
+
+/// A loopback proxy in front of moto that fixes one answer: moto 5.2.5 names the root of its
+/// GetBucketVersioning reply `GetBucketVersioningResponse` where S3 says
+/// `VersioningConfiguration`, and minio-go (so Kopia) then cannot tell whether the bucket is
+/// versioned. Everything else passes unchanged, one request per connection (moto closes each).
+/// Returns the proxy's endpoint; it lives as long as the test process.
+fn versioning_fix_proxy(moto: &MotoServer) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+    let endpoint = listener.local_addr().unwrap().to_string();
+    let upstream = moto.endpoint();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || proxy_one(client, &upstream));
+        }
+    });
+    endpoint
+}
+
+fn proxy_one(mut client: TcpStream, upstream: &str) {
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 64 * 1024];
+    let head_end = loop {
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        match client.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buffer[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
+    let body_length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while request.len() < head_end + body_length {
+        match client.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let mut server = TcpStream::connect(upstream).expect("connect to moto");
+    server.write_all(&request).expect("forward the request");
+    let mut response = Vec::new();
+    server
+        .read_to_end(&mut response)
+        .expect("read moto's answer");
+    let request_line = head.lines().next().unwrap_or_default();
+    if request_line.starts_with("GET ") && request_line.contains("?versioning") {
+        response = fix_versioning_answer(&response);
+    }
+    let _ = client.write_all(&response);
+}
+
+/// The GetBucketVersioning answer with S3's root element and the matching Content-Length.
+fn fix_versioning_answer(response: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(response);
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let body = body.replace("GetBucketVersioningResponse", "VersioningConfiguration");
+    let head: Vec<String> = head
+        .lines()
+        .map(|line| match line.split_once(':') {
+            Some((name, _)) if name.eq_ignore_ascii_case("content-length") => {
+                format!("{name}: {}", body.len())
+            }
+            _ => line.to_owned(),
+        })
+        .collect();
+    format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes()
+}
+
+/// How many object versions and delete markers the bucket holds: what a write would change.
+fn version_counts(moto: &MotoServer, bucket: &str) -> (usize, usize) {
+    let listing = s3_request(moto, "GET", &format!("/{bucket}?versions"), "");
+    assert!(!listing.contains("<IsTruncated>true"), "{listing}");
+    (
+        listing.matches("<Version>").count(),
+        listing.matches("<DeleteMarker>").count(),
+    )
+}
+
+/// Runs real Kopia through `config` (not the harness's), isolated like the harness runs it.
+fn kopia_with(kopia: &Kopia, config: &Path, args: &[String]) -> Output {
+    let mut command = Command::new(kopia.path());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KOPIA_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("KOPIA_PASSWORD", PASSWORD)
+        .env("KOPIA_CHECK_FOR_UPDATES", "false")
+        .env("KOPIA_USE_KEYRING", "false")
+        .arg(format!("--config-file={}", config.display()))
+        .arg(format!(
+            "--log-dir={}",
+            config.with_extension("logs").display()
+        ))
+        .arg("--no-auto-maintenance")
+        .args(args)
+        .output()
+        .expect("run kopia")
+}
+
+/// `kopia repository connect s3 … --point-in-time=<at>` into a config of its own; Kopia
+/// writes `pointInTime` into it.
+fn connect_at(
+    kopia: &Kopia,
+    endpoint: &str,
+    bucket: &str,
+    at: &str,
+    dir: &Path,
+) -> (PathBuf, Output) {
+    let config = dir.join("pit.config");
+    let mut args = vec!["repository".to_owned(), "connect".to_owned()];
+    args.extend(s3_args(endpoint, bucket));
+    args.extend([
+        format!("--point-in-time={at}"),
+        format!("--cache-directory={}", dir.join("cache").display()),
+        "--max-list-cache-duration=0s".to_owned(),
+        format!("--override-username={USERNAME}"),
+        format!("--override-hostname={HOSTNAME}"),
+    ]);
+    let out = kopia_with(kopia, &config, &args);
+    (config, out)
+}
+
+/// The moment after everything written so far and before anything written from now on:
+/// the next whole second (Kopia's flag takes RFC 3339 seconds), passed by a margin.
+fn moment_between_writes() -> String {
+    let at = Utc::now().trunc_subsecs(0) + chrono::Duration::seconds(1);
+    while Utc::now() < at + chrono::Duration::milliseconds(1200) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[test]
+fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
+    let Some(moto) = require_moto() else { return };
+    let Some(kopia) = require_kopia() else { return };
+    moto.create_bucket(BUCKET);
+    enable_versioning(&moto, BUCKET);
+    let endpoint = versioning_fix_proxy(&moto);
+    let repo = KopiaRepo::create_on(&kopia, &s3_args(&endpoint, BUCKET));
+    let old_snapshot = repo.snapshot(&repo.make_tree(2, 3));
+    repo.snapshot(&repo.make_tree(1, 2));
+    let live = repo.config_file();
+    let a = stdout_ok(kopia_notify(
+        &live,
+        &["send", "--title", "A before the moment"],
+    ));
+    let a = a.trim();
+
+    let at = moment_between_writes();
+    let b = stdout_ok(kopia_notify(
+        &live,
+        &["send", "--title", "B after the moment"],
+    ));
+    let b = b.trim();
+    stdout_ok(kopia_notify(&live, &["ack", a]));
+    repo.delete_snapshot(&old_snapshot);
+    repo.maintenance_full();
+    let (_, markers) = version_counts(&moto, BUCKET);
+    assert!(markers > 0, "maintenance deleted no blob");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (pit, connected) = connect_at(&kopia, &endpoint, BUCKET, &at, dir.path());
+    assert!(connected.status.success(), "{connected:?}");
+    let config_text = std::fs::read_to_string(&pit).unwrap();
+    assert!(
+        config_text.contains(&format!("\"pointInTime\": \"{at}\"")),
+        "{config_text}"
+    );
+
+    // What Kopia shows of the past, we show, byte for byte.
+    let list = ["manifest", "list", "--json"].map(String::from);
+    let theirs = kopia_with(&kopia, &pit, &list);
+    assert!(theirs.status.success(), "{theirs:?}");
+    let theirs = String::from_utf8(theirs.stdout).unwrap();
+    let ours = stdout_ok(kopia_notify(&pit, &["manifest", "list", "--json"]));
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
+    assert!(ours.contains(&old_snapshot), "{ours}");
+    let now = stdout_ok(kopia_notify(&live, &["manifest", "list", "--json"]));
+    assert!(!now.contains(&old_snapshot), "{now}");
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&stdout_ok(kopia_notify(&pit, &["list", "--all", "--json"]))).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], a);
+    assert_eq!(listed[0]["status"], "pending");
+    assert!(!ours.contains(b));
+    let current: serde_json::Value = serde_json::from_str(&stdout_ok(kopia_notify(
+        &live,
+        &["list", "--all", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(current.as_array().unwrap().len(), 2, "{current}");
+
+    // Every write is refused before any request, with one line naming the config and T.
+    let before = version_counts(&moto, BUCKET);
+    let refusal = format!(
+        "repository {} is a read-only point-in-time view (pointInTime {at}); not written",
+        pit.display()
+    );
+    let payload = dir.path().join("payload.json");
+    std::fs::write(&payload, "{}").unwrap();
+    let payload_arg = format!("--file={}", payload.display());
+    for args in [
+        vec!["send", "--title", "C into the past"],
+        vec!["ack", a],
+        vec!["ack", "--all"],
+        vec!["gc"],
+        vec!["manifest", "put", "--label=type:x", &payload_arg],
+        vec!["manifest", "delete", a],
+    ] {
+        let mut command = cli::command(env!("CARGO_BIN_EXE_kopia-notify"), &pit);
+        if args[0] == "gc" {
+            // Long after A expired, so that gc has something to delete.
+            command.env("KOPIA_NOTIFY_NOW", "2100-01-01T00:00:00Z");
+        }
+        let out = command
+            .env("KOPIA_NOTIFICATIONS", "hidden")
+            .args(&args)
+            .output()
+            .expect("run kopia-notify");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(&refusal), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    assert_eq!(
+        version_counts(&moto, BUCKET),
+        before,
+        "a refused write wrote"
+    );
+
+    // The view lists once and reads nothing when asked again (the past does not change).
+    let storage = client::load(&pit).unwrap().open_storage().unwrap();
+    assert!(storage.is_read_only());
+    assert!(storage
+        .reader()
+        .describe()
+        .ends_with(&format!("as of {at}")));
+    let counting = Arc::new(CountingStorage::new(Arc::clone(storage.reader())));
+    let repository =
+        Repository::open(Arc::clone(&counting) as Arc<dyn BlobReader>, PASSWORD).unwrap();
+    let mut store = repository.manifest_store();
+    assert!(store.refresh().unwrap().changed);
+    counting.take_counts();
+    assert!(!store.refresh().unwrap().changed);
+    let counts = counting.take_counts();
+    assert_eq!((counts.lists, counts.gets), (1, 0), "{counts:?}");
+}
+
+#[test]
+fn a_point_in_time_of_an_unversioned_bucket_is_refused_naming_the_bucket() {
+    let Some(moto) = require_moto() else { return };
+    let Some(kopia) = require_kopia() else { return };
+    moto.create_bucket(BUCKET);
+    let endpoint = versioning_fix_proxy(&moto);
+    let repo = KopiaRepo::create_on(&kopia, &s3_args(&endpoint, BUCKET));
+    let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let dir = tempfile::tempdir().unwrap();
+    // Kopia refuses to connect so; a config that says it anyway is refused by us too.
+    let (_, refused) = connect_at(&kopia, &endpoint, BUCKET, &at, dir.path());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("non-versioned bucket"), "{refused:?}");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.config_file()).unwrap()).unwrap();
+    config["storage"]["config"]["pointInTime"] = serde_json::json!(at);
+    let pit = dir.path().join("unversioned.config");
+    std::fs::write(&pit, config.to_string()).unwrap();
+    let before = version_counts(&moto, BUCKET);
+    let out = kopia_notify(&pit, &["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("pointInTime {at} needs a versioned bucket"))
+            && stderr.contains(&format!("bucket {BUCKET} of s3://{BUCKET}/{PREFIX}")),
+        "{stderr}"
+    );
+    assert_eq!(version_counts(&moto, BUCKET), before);
+
+    // A moment before the repository existed shows no repository, said as such.
+    enable_versioning(&moto, BUCKET);
+    let past: DateTime<Utc> = "2001-01-01T00:00:00Z".parse().unwrap();
+    stdout_ok(kopia_notify(
+        &repo.config_file(),
+        &["send", "--title", "versioned now"],
+    ));
+    config["storage"]["config"]["pointInTime"] = serde_json::json!(past);
+    std::fs::write(&pit, config.to_string()).unwrap();
+    let out = kopia_notify(&pit, &["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not a Kopia repository"), "{stderr}");
+}

@@ -1,0 +1,226 @@
+//! Kopia's point-in-time view of an S3 bucket (repo/blob/s3/s3_pit.go, s3_versioned.go): the
+//! blobs under the prefix as they were at `pointInTime`, chosen from the bucket's object
+//! versions by [`point_in_time::view_at`], each read at exactly that version. The view is a
+//! [`BlobReader`] and nothing else: it has no way to write or delete.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::TryStreamExt;
+
+use super::block_on;
+use super::object::ObjectStorage;
+use crate::error::{Error, Result};
+use crate::storage::point_in_time::{self, ObjectVersion};
+use crate::storage::{BlobMetadata, BlobReader};
+
+/// S3's version ID of objects written while the bucket was not versioned.
+const UNVERSIONED: &str = "null";
+/// How many versions [`PointInTimeStorage::require_versioned_bucket`] looks at: one
+/// ListObjectVersions page.
+const VERSIONING_PROBE: usize = 1000;
+
+/// The view of `objects` at `at`.
+#[derive(Debug)]
+pub struct PointInTimeStorage {
+    objects: ObjectStorage,
+    at: DateTime<Utc>,
+    /// Versions already chosen, by blob ID (`None`: absent at `at`). The past does not change,
+    /// so a choice stays right and each blob's versions are looked up at most once.
+    chosen: Mutex<HashMap<String, Option<ObjectVersion>>>,
+}
+
+impl PointInTimeStorage {
+    pub fn new(objects: ObjectStorage, at: DateTime<Utc>) -> Self {
+        PointInTimeStorage {
+            objects,
+            at,
+            chosen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The moment as messages show it.
+    pub fn moment(&self) -> String {
+        self.at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    }
+
+    /// Refuses a bucket that keeps no versions, where a view of the past would silently be
+    /// the present. Kopia asks GetBucketVersioning; OpenDAL has no such call, so the versions
+    /// themselves tell: in a bucket that never had versioning, every object's version ID is
+    /// `null`. One ListObjectVersions page under the prefix decides.
+    pub fn require_versioned_bucket(&self, bucket: &str) -> Result<()> {
+        let operator = self.objects.operator().clone();
+        let path = self.objects.list_path("");
+        let probe = block_on(async move {
+            let mut lister = operator
+                .lister_with(&path)
+                .recursive(true)
+                .versions(true)
+                .deleted(true)
+                .await?;
+            let (mut seen, mut versioned) = (0, false);
+            while let Some(entry) = lister.try_next().await? {
+                seen += 1;
+                versioned = entry.metadata().version().is_some_and(|v| v != UNVERSIONED);
+                if versioned || seen == VERSIONING_PROBE {
+                    break;
+                }
+            }
+            Ok::<_, opendal::Error>((seen, versioned))
+        })
+        .map_err(|e| self.objects.error("list versions", None, e))?;
+        match probe {
+            (0, _) | (_, true) => Ok(()),
+            (_, false) => Err(Error::InvalidStorageConfig {
+                kind: "s3".to_string(),
+                reason: format!(
+                    "pointInTime {} needs a versioned bucket, and bucket {bucket} of {} keeps \
+                     no object versions (enable versioning, or connect without \
+                     --point-in-time)",
+                    self.moment(),
+                    self.objects.describe()
+                ),
+            }),
+        }
+    }
+
+    /// Every version of the objects whose blob IDs start with `prefix`, delete markers
+    /// included: one recursive ListObjectVersions walk, as Kopia's `listBlobVersions`.
+    fn versions(&self, prefix: &str) -> Result<Vec<ObjectVersion>> {
+        let operator = self.objects.operator().clone();
+        let path = self.objects.list_path(prefix);
+        let entries = block_on(async move {
+            operator
+                .list_with(&path)
+                .recursive(true)
+                .versions(true)
+                .deleted(true)
+                .await
+        })
+        .map_err(|e| {
+            self.objects
+                .error(&format!("list versions {prefix:?}"), None, e)
+        })?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| {
+                let id = self.objects.blob_id(entry.path(), prefix)?;
+                let metadata = entry.metadata();
+                let timestamp = metadata
+                    .last_modified()
+                    .map_or(SystemTime::UNIX_EPOCH, SystemTime::from);
+                Some(ObjectVersion {
+                    id: id.to_string(),
+                    version: metadata.version().unwrap_or(UNVERSIONED).to_string(),
+                    length: metadata.content_length(),
+                    timestamp: DateTime::<Utc>::from(timestamp),
+                    deleted: metadata.is_deleted(),
+                    latest: metadata.is_current().unwrap_or(false),
+                })
+            })
+            .collect())
+    }
+
+    /// The version of `id` the view shows, or [`Error::BlobNotFound`].
+    fn chosen(&self, id: &str) -> Result<ObjectVersion> {
+        let known = self.lock().get(id).cloned();
+        let chosen = match known {
+            Some(chosen) => chosen,
+            None => {
+                self.objects.key(id)?;
+                let versions = self
+                    .versions(id)?
+                    .into_iter()
+                    .filter(|v| v.id == id)
+                    .collect();
+                let chosen = point_in_time::view_at(versions, self.at).pop();
+                self.lock().insert(id.to_string(), chosen.clone());
+                chosen
+            }
+        };
+        chosen.ok_or_else(|| Error::BlobNotFound {
+            blob_id: id.to_string(),
+            storage: self.describe(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<ObjectVersion>>> {
+        // The map only ever gains correct entries: a panic elsewhere leaves it usable.
+        self.chosen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read(
+        &self,
+        id: &str,
+        version: &ObjectVersion,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        let key = self.objects.key(id)?;
+        let operator = self.objects.operator().clone();
+        let version = version.version.clone();
+        let data = block_on(async move {
+            let read = operator.read_with(&key).version(&version);
+            match range {
+                Some((start, end)) => read.range(start..end).await,
+                None => read.await,
+            }
+        })
+        .map_err(|e| self.objects.error("get", Some(id), e))?;
+        Ok(data.to_vec())
+    }
+}
+
+impl BlobReader for PointInTimeStorage {
+    fn get_blob(&self, id: &str) -> Result<Vec<u8>> {
+        let version = self.chosen(id)?;
+        self.read(id, &version, None)
+    }
+
+    fn get_blob_range(&self, id: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let version = self.chosen(id)?;
+        let end = offset.saturating_add(length);
+        let truncated = |actual| Error::TruncatedBlob {
+            blob_id: id.to_string(),
+            offset,
+            wanted: length,
+            actual,
+        };
+        // The listing told the version's size: a range past it is known short without asking.
+        if version.length < end {
+            return Err(truncated(version.length));
+        }
+        if length == 0 {
+            return Ok(Vec::new());
+        }
+        let data = self.read(id, &version, Some((offset, end)))?;
+        if (data.len() as u64) < length {
+            return Err(truncated(offset + data.len() as u64));
+        }
+        Ok(data)
+    }
+
+    fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
+        let view = point_in_time::view_at(self.versions(prefix)?, self.at);
+        let blobs = view
+            .iter()
+            .map(|v| BlobMetadata {
+                id: v.id.clone(),
+                length: v.length,
+                timestamp: v.timestamp,
+            })
+            .collect();
+        let mut chosen = self.lock();
+        for version in view {
+            chosen.insert(version.id.clone(), Some(version));
+        }
+        Ok(blobs)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} as of {}", self.objects.describe(), self.moment())
+    }
+}
