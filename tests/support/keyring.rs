@@ -1,5 +1,5 @@
-//! A real Secret Service for tests: a private D-Bus session bus (no service activation, so only
-//! what the test starts runs on it) with Debian's `gnome-keyring-daemon`, unlocked. The daemon
+//! A real Secret Service for tests: a private D-Bus session bus ([`crate::session_bus`]) with
+//! Debian's `gnome-keyring-daemon`, unlocked. The daemon
 //! can be paused (SIGSTOP: it keeps its bus name and stops answering, as a hung keyring does)
 //! and resumed.
 
@@ -58,26 +58,7 @@ impl KeyringSession {
         fs::create_dir_all(&runtime).unwrap();
         fs::set_permissions(&runtime, fs::Permissions::from_mode(0o700)).unwrap();
         let config = root.path().join("bus.conf");
-        fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                runtime.display()
-            ),
-        )
-        .unwrap();
+        fs::write(&config, crate::session_bus::config(&runtime)).unwrap();
         let mut bus = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", config.display()))
             .args(["--nofork", "--print-address"])

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use kopia_repo::content::writer::SessionOwner;
-use kopia_repo::manifest::{Labels, NewManifest, TYPE_LABEL};
+use kopia_repo::manifest::{Labels, ManifestStore, NewManifest, TYPE_LABEL};
 use kopia_repo::repository::Repository;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -51,6 +51,18 @@ fn new_manifest() -> impl Strategy<Value = NewManifest> {
         })
 }
 
+/// Every live manifest of `store`: ID → (labels, data text).
+fn live(store: &ManifestStore) -> BTreeMap<String, (Labels, String)> {
+    store
+        .find(&Labels::new())
+        .into_iter()
+        .map(|entry| {
+            let found = (entry.labels().to_labels(), entry.data.get().to_owned());
+            (entry.id.clone(), found)
+        })
+        .collect()
+}
+
 #[test]
 fn what_is_written_is_what_a_fresh_reader_finds() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,18 +75,8 @@ fn what_is_written_is_what_a_fresh_reader_finds() {
     let writer = repository.content_writer(owner).unwrap();
     let store = RefCell::new(repository.manifest_store());
     store.borrow_mut().refresh().unwrap();
-    // What should be live: ID → (labels, data text).
-    let expected: BTreeMap<String, (Labels, String)> = store
-        .borrow()
-        .find(&Labels::new())
-        .into_iter()
-        .map(|entry| {
-            (
-                entry.id.clone(),
-                (entry.labels().to_labels(), entry.data.get().to_owned()),
-            )
-        })
-        .collect();
+    // What should be live.
+    let expected = live(&store.borrow());
     // The runner takes a `Fn`: the state every case adds to lives in cells.
     let expected = RefCell::new(expected);
 
@@ -89,37 +91,27 @@ fn what_is_written_is_what_a_fresh_reader_finds() {
     runner
         .run(&batch, |(puts, deleted)| {
             let mut expected = expected.borrow_mut();
-            let live: Vec<String> = expected.keys().cloned().collect();
-            let mut deletes: Vec<String> = if live.is_empty() {
+            let ids: Vec<String> = expected.keys().cloned().collect();
+            let mut deletes: Vec<String> = if ids.is_empty() {
                 Vec::new()
             } else {
                 deleted
                     .iter()
-                    .map(|i| live[i.index(live.len())].clone())
+                    .map(|i| ids[i.index(ids.len())].clone())
                     .collect()
             };
             deletes.sort();
             deletes.dedup();
-            let ids = store.borrow_mut().write(&writer, &puts, &deletes).unwrap();
+            let written = store.borrow_mut().write(&writer, &puts, &deletes).unwrap();
             for id in &deletes {
                 expected.remove(id);
             }
-            for (id, put) in ids.into_iter().zip(&puts) {
+            for (id, put) in written.into_iter().zip(&puts) {
                 expected.insert(id, (put.labels.clone(), put.data.get().to_owned()));
             }
             let mut fresh = repository.manifest_store();
             fresh.refresh().unwrap();
-            let found: BTreeMap<String, (Labels, String)> = fresh
-                .find(&Labels::new())
-                .into_iter()
-                .map(|entry| {
-                    (
-                        entry.id.clone(),
-                        (entry.labels().to_labels(), entry.data.get().to_owned()),
-                    )
-                })
-                .collect();
-            prop_assert_eq!(&found, &*expected);
+            prop_assert_eq!(&live(&fresh), &*expected);
             Ok(())
         })
         .unwrap();

@@ -208,29 +208,9 @@ impl Desktop {
         let display = desktop.spawn_reading_line("xvfb", xvfb);
         desktop.env.push(("DISPLAY".into(), format!(":{display}")));
 
-        // Our own bus configuration: a session bus without service activation, so that only
-        // the processes this test starts ever run.
         let config = desktop.root.path().join("bus.conf");
-        fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                runtime.display()
-            ),
-        )
-        .expect("write the bus configuration");
+        fs::write(&config, kopia_fixtures::session_bus::config(&runtime))
+            .expect("write the bus configuration");
         let mut bus = Command::new("dbus-daemon");
         bus.arg(format!("--config-file={}", config.display()))
             .args(["--nofork", "--print-address"]);

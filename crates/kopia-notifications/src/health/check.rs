@@ -244,36 +244,48 @@ pub fn run_verify(
     now: DateTime<Utc>,
     write: bool,
 ) -> Result<CheckOutcome, Error> {
-    let (policies, bad) = NotificationPolicies::from_manifests(&of_type(store, POLICY_TYPE)?);
-    let findings = super::corruption::check(report, &policies);
-    let evidence = Evidence {
-        snapshots: &[],
-        maintenance: None,
-        versions: &Versions::default(),
-    };
-    plan_and_write(
+    run_one_kind(
         store,
-        &findings,
-        &[DerivedKind::Corruption].into(),
-        &evidence,
+        DerivedKind::Corruption,
         origin,
         now,
         write,
-        bad.iter().map(ToString::to_string).collect(),
+        |policies| super::corruption::check(report, policies),
     )
 }
 
 /// Records what the reads of the manifests met: a notification per pack whose manifest
 /// contents could not be read, and the resolution of earlier ones that read again. For the
-/// commands that read without checking (`list`, `show`). With `write` false nothing is written.
+/// commands that read without checking (`list`). With `write` false nothing is written.
 pub fn run_unreadable(
     store: &mut dyn ManifestAccess,
     origin: &Origin,
     now: DateTime<Utc>,
     write: bool,
 ) -> Result<CheckOutcome, Error> {
+    let damaged = store.damaged();
+    run_one_kind(
+        store,
+        DerivedKind::UnreadableManifests,
+        origin,
+        now,
+        write,
+        |policies| super::corruption::check_unreadable(&damaged, policies),
+    )
+}
+
+/// Plans and writes the findings of one kind that needs neither snapshots, maintenance nor
+/// versions as evidence for its resolutions.
+fn run_one_kind(
+    store: &mut dyn ManifestAccess,
+    kind: DerivedKind,
+    origin: &Origin,
+    now: DateTime<Utc>,
+    write: bool,
+    find: impl FnOnce(&NotificationPolicies) -> Vec<Finding>,
+) -> Result<CheckOutcome, Error> {
     let (policies, bad) = NotificationPolicies::from_manifests(&of_type(store, POLICY_TYPE)?);
-    let findings = super::corruption::check_unreadable(&store.damaged(), &policies);
+    let findings = find(&policies);
     let evidence = Evidence {
         snapshots: &[],
         maintenance: None,
@@ -282,7 +294,7 @@ pub fn run_unreadable(
     plan_and_write(
         store,
         &findings,
-        &[DerivedKind::UnreadableManifests].into(),
+        &[kind].into(),
         &evidence,
         origin,
         now,
