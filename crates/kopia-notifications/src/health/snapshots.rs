@@ -125,8 +125,11 @@ pub fn by_source(snapshots: &[Snapshot]) -> BTreeMap<String, Vec<&Snapshot>> {
             .or_default()
             .push(snapshot);
     }
+    // Every checkpoint of one upload carries the upload's start (Kopia's
+    // snapshot/upload/upload.go checkpointRoot copies the prototype manifest): the one
+    // written last is the one with the latest end.
     for list in sources.values_mut() {
-        list.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
+        list.sort_by(|a, b| (a.start, a.end, &a.id).cmp(&(b.start, b.end, &b.id)));
     }
     sources
 }
@@ -430,6 +433,35 @@ pub(crate) mod tests {
         assert_eq!(
             findings[2].title,
             "Snapshot of alice@laptop:/c stopped during upload"
+        );
+    }
+
+    /// Two checkpoints of one upload share its start; the later one (by end) is the newest,
+    /// whatever their IDs, so the upload counts as dead only two intervals after it.
+    #[test]
+    fn the_last_checkpoint_of_an_upload_is_its_newest() {
+        let start = t0() - Duration::hours(3);
+        let checkpoint = |id: &str, written: DateTime<Utc>| {
+            let mut m = manifest(id, "/big", start, Some("checkpoint"), 0, 0);
+            let mut data: serde_json::Value = serde_json::from_str(&m.data).unwrap();
+            data["endTime"] = rfc3339::format(&written).into();
+            m.data = data.to_string();
+            m
+        };
+        let snapshots = parse(&[
+            checkpoint("z-first", start + Duration::minutes(45)),
+            checkpoint("a-last", t0() - Duration::minutes(60)),
+        ]);
+        let policies = NotificationPolicies::default();
+        assert!(check(&snapshots, &policies, t0()).is_empty());
+        let later = t0() + CHECKPOINT_INTERVAL * 2 - Duration::minutes(59);
+        assert_eq!(
+            kinds(&check(&snapshots, &policies, later)),
+            [(
+                DerivedKind::SnapshotInterrupted,
+                "alice@laptop:/big",
+                "a-last"
+            )]
         );
     }
 
