@@ -37,6 +37,9 @@ pub struct EntryError {
 pub struct Snapshot {
     pub id: String,
     pub source: SnapshotSource,
+    /// `source` as `user@host:/path`, the subject of what is derived from it (made once: the
+    /// checks group thousands of snapshots by it on every run).
+    pub subject: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     /// `checkpoint`, `canceled`, `limit reached`; `None` for a complete snapshot.
@@ -101,6 +104,7 @@ impl Snapshot {
             .unwrap_or_default();
         Ok(Snapshot {
             id: manifest.id.clone(),
+            subject: payload.source.to_string(),
             source: payload.source,
             start: payload.start_time,
             end: payload.end_time,
@@ -117,13 +121,10 @@ impl Snapshot {
 }
 
 /// The snapshots of each source, oldest first (by start, then ID).
-pub fn by_source(snapshots: &[Snapshot]) -> BTreeMap<String, Vec<&Snapshot>> {
-    let mut sources: BTreeMap<String, Vec<&Snapshot>> = BTreeMap::new();
+pub fn by_source(snapshots: &[Snapshot]) -> BTreeMap<&str, Vec<&Snapshot>> {
+    let mut sources: BTreeMap<&str, Vec<&Snapshot>> = BTreeMap::new();
     for snapshot in snapshots {
-        sources
-            .entry(snapshot.source.to_string())
-            .or_default()
-            .push(snapshot);
+        sources.entry(&snapshot.subject).or_default().push(snapshot);
     }
     // Every checkpoint of one upload carries the upload's start (Kopia's
     // snapshot/upload/upload.go checkpointRoot copies the prototype manifest): the one
@@ -177,7 +178,7 @@ pub fn check(
             for (recipient, recipient_key) in recipients(&policy.notify, owner.as_ref()) {
                 findings.push(Finding {
                     kind,
-                    subject: subject.clone(),
+                    subject: subject.to_owned(),
                     trigger: snapshot.id.clone(),
                     severity,
                     recipient,
