@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::maintenance::MaintenanceState;
 use super::resolution::{plan, CheckPlan, Evidence, RESOLUTION_TYPE};
 use super::schedule::{PolicyTree, POLICY_TYPE as KOPIA_POLICY_TYPE};
-use super::snapshots::{Snapshot, SNAPSHOT_TYPE};
+use super::snapshots::{order, Snapshot, SNAPSHOT_TYPE};
 use super::upgrade::Versions;
 use super::{label as derived_label, DerivedKind, Finding};
 use crate::policy::{NotificationPolicies, POLICY_TYPE};
@@ -113,7 +113,7 @@ pub struct Records {
 impl Records {
     pub fn read(store: &dyn ManifestAccess) -> Result<Records, Error> {
         let mut problems = Vec::new();
-        let snapshots: Vec<Snapshot> = of_type(store, SNAPSHOT_TYPE)?
+        let mut snapshots: Vec<Snapshot> = of_type(store, SNAPSHOT_TYPE)?
             .iter()
             .filter_map(|m| {
                 Snapshot::from_manifest(m)
@@ -121,6 +121,8 @@ impl Records {
                     .ok()
             })
             .collect();
+        // Grouped by source on every run: in order, that is one pass.
+        order(&mut snapshots);
         let (scheduling, bad_policies) =
             PolicyTree::from_manifests(&of_type(store, KOPIA_POLICY_TYPE)?);
         problems.extend(

@@ -120,19 +120,32 @@ impl Snapshot {
     }
 }
 
-/// The snapshots of each source, oldest first (by start, then ID).
+/// The snapshots of each source, oldest first (by start, then end, then ID). Runs of one
+/// source are taken at once, so snapshots already in [`order`] group in one pass.
 pub fn by_source(snapshots: &[Snapshot]) -> BTreeMap<&str, Vec<&Snapshot>> {
     let mut sources: BTreeMap<&str, Vec<&Snapshot>> = BTreeMap::new();
-    for snapshot in snapshots {
-        sources.entry(&snapshot.subject).or_default().push(snapshot);
+    for run in snapshots.chunk_by(|a, b| a.subject == b.subject) {
+        sources
+            .entry(&run[0].subject)
+            .or_default()
+            .extend(run.iter());
     }
-    // Every checkpoint of one upload carries the upload's start (Kopia's
-    // snapshot/upload/upload.go checkpointRoot copies the prototype manifest): the one
-    // written last is the one with the latest end.
     for list in sources.values_mut() {
-        list.sort_by(|a, b| (a.start, a.end, &a.id).cmp(&(b.start, b.end, &b.id)));
+        list.sort_by(|a, b| chronological(a, b));
     }
     sources
+}
+
+/// Every checkpoint of one upload carries the upload's start (Kopia's
+/// snapshot/upload/upload.go checkpointRoot copies the prototype manifest): the one written
+/// last is the one with the latest end.
+fn chronological(a: &Snapshot, b: &Snapshot) -> std::cmp::Ordering {
+    (a.start, a.end, &a.id).cmp(&(b.start, b.end, &b.id))
+}
+
+/// Sorts `snapshots` by source, then as [`by_source`] lists them.
+pub fn order(snapshots: &mut [Snapshot]) {
+    snapshots.sort_by(|a, b| a.subject.cmp(&b.subject).then_with(|| chronological(a, b)));
 }
 
 /// The identity a source belongs to, if its user and host form one.
@@ -435,6 +448,41 @@ pub(crate) mod tests {
             findings[2].title,
             "Snapshot of alice@laptop:/c stopped during upload"
         );
+    }
+
+    #[test]
+    fn grouping_by_source_takes_any_order() {
+        let mut snapshots = parse(&[
+            manifest("a2", "/a", t0(), None, 0, 0),
+            manifest("b1", "/b", t0(), None, 0, 0),
+            manifest("a1", "/a", t0() - Duration::hours(1), None, 0, 0),
+        ]);
+        let ids = |snapshots: &[Snapshot]| -> Vec<(String, Vec<String>)> {
+            by_source(snapshots)
+                .into_iter()
+                .map(|(subject, list)| {
+                    (
+                        subject.to_owned(),
+                        list.iter().map(|s| s.id.clone()).collect(),
+                    )
+                })
+                .collect()
+        };
+        let grouped = ids(&snapshots);
+        assert_eq!(
+            grouped,
+            [
+                (
+                    "alice@laptop:/a".to_owned(),
+                    vec!["a1".to_owned(), "a2".to_owned()]
+                ),
+                ("alice@laptop:/b".to_owned(), vec!["b1".to_owned()]),
+            ]
+        );
+        order(&mut snapshots);
+        let in_order: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(in_order, ["a1", "a2", "b1"]);
+        assert_eq!(ids(&snapshots), grouped);
     }
 
     /// Two checkpoints of one upload share its start; the later one (by end) is the newest,
