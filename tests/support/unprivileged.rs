@@ -112,7 +112,8 @@ impl Unprivileged {
         cmd
     }
 
-    pub fn kopia<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+    /// Kopia with `args` as the repository's user, not started yet (to be spawned and killed).
+    pub fn kopia_command<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = self.command(&self.kopia);
         cmd.env("KOPIA_PASSWORD", PASSWORD)
             .env("KOPIA_CHECK_FOR_UPDATES", "false")
@@ -121,9 +122,12 @@ impl Unprivileged {
             .arg(format!("--config-file={}", self.config_file().display()))
             .arg(format!("--log-dir={}", self.path("logs").display()))
             .arg("--no-auto-maintenance")
-            .args(args)
-            .output()
-            .expect("run kopia")
+            .args(args);
+        cmd
+    }
+
+    pub fn kopia<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        self.kopia_command(args).output().expect("run kopia")
     }
 
     #[track_caller]

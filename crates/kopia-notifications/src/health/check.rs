@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::maintenance::MaintenanceState;
 use super::resolution::{plan, CheckPlan, Evidence, RESOLUTION_TYPE};
 use super::schedule::{PolicyTree, POLICY_TYPE as KOPIA_POLICY_TYPE};
-use super::snapshots::{Snapshot, SNAPSHOT_TYPE};
+use super::snapshots::{order, Snapshot, SNAPSHOT_TYPE};
 use super::upgrade::Versions;
 use super::{label as derived_label, DerivedKind, Finding};
 use crate::policy::{NotificationPolicies, POLICY_TYPE};
@@ -95,6 +95,60 @@ pub struct Recorded {
     pub versions: Versions,
 }
 
+/// What the checks read from the manifests, parsed: Kopia's snapshots and policies, our
+/// policies and the maintenance parameters. A reader that stays open keeps it while its
+/// manifests are unchanged ([`super::live::LiveChecks`]), so that a refresh of an unchanged
+/// repository parses nothing again.
+#[derive(Debug, Clone)]
+pub struct Records {
+    snapshots: Vec<Snapshot>,
+    scheduling: PolicyTree,
+    policies: NotificationPolicies,
+    /// The newest maintenance parameters manifest, or why it could not be parsed.
+    params: Option<Result<(String, Params), String>>,
+    /// Manifests that could not be read, one line each.
+    problems: Vec<String>,
+}
+
+impl Records {
+    pub fn read(store: &dyn ManifestAccess) -> Result<Records, Error> {
+        let mut problems = Vec::new();
+        let mut snapshots: Vec<Snapshot> = of_type(store, SNAPSHOT_TYPE)?
+            .iter()
+            .filter_map(|m| {
+                Snapshot::from_manifest(m)
+                    .map_err(|e| problems.push(e.to_string()))
+                    .ok()
+            })
+            .collect();
+        // Grouped by source on every run: in order, that is one pass.
+        order(&mut snapshots);
+        let (scheduling, bad_policies) =
+            PolicyTree::from_manifests(&of_type(store, KOPIA_POLICY_TYPE)?);
+        problems.extend(
+            bad_policies
+                .into_iter()
+                .map(|(id, why)| format!("Kopia policy {id}: {why}")),
+        );
+        let (policies, bad) = NotificationPolicies::from_manifests(&of_type(store, POLICY_TYPE)?);
+        problems.extend(bad.iter().map(ToString::to_string));
+        let params = of_type(store, PARAMS_MANIFEST_TYPE)?
+            .into_iter()
+            .max_by_key(|m| m.modified)
+            .map(|m| match Params::parse(&m.id, &m.data) {
+                Ok(params) => Ok((m.id, params)),
+                Err(e) => Err(e.to_string()),
+            });
+        Ok(Records {
+            snapshots,
+            scheduling,
+            policies,
+            params,
+            problems,
+        })
+    }
+}
+
 /// Runs every check at `now` as `origin.user`, times of day and cron read in `zone`. With
 /// `write` false nothing is written.
 pub fn run_check<Tz: TimeZone>(
@@ -105,25 +159,28 @@ pub fn run_check<Tz: TimeZone>(
     zone: &Tz,
     write: bool,
 ) -> Result<CheckOutcome, Error> {
-    let mut problems = Vec::new();
-    let snapshots: Vec<Snapshot> = of_type(store, SNAPSHOT_TYPE)?
-        .iter()
-        .filter_map(|m| {
-            Snapshot::from_manifest(m)
-                .map_err(|e| problems.push(e.to_string()))
-                .ok()
-        })
-        .collect();
-    let (scheduling, bad_policies) =
-        PolicyTree::from_manifests(&of_type(store, KOPIA_POLICY_TYPE)?);
-    problems.extend(
-        bad_policies
-            .into_iter()
-            .map(|(id, why)| format!("Kopia policy {id}: {why}")),
-    );
-    let (policies, bad) = NotificationPolicies::from_manifests(&of_type(store, POLICY_TYPE)?);
-    problems.extend(bad.iter().map(ToString::to_string));
+    let records = Records::read(store)?;
+    check_records(store, &records, recorded, origin, now, zone, write)
+}
 
+/// [`run_check`] over records read before (and still current).
+pub fn check_records<Tz: TimeZone>(
+    store: &mut dyn ManifestAccess,
+    records: &Records,
+    recorded: Recorded,
+    origin: &Origin,
+    now: DateTime<Utc>,
+    zone: &Tz,
+    write: bool,
+) -> Result<CheckOutcome, Error> {
+    let Records {
+        snapshots,
+        scheduling,
+        policies,
+        params,
+        problems,
+    } = records;
+    let mut problems = problems.clone();
     let mut checked: BTreeSet<DerivedKind> = [
         DerivedKind::SnapshotErrors,
         DerivedKind::SnapshotIgnoredErrors,
@@ -131,18 +188,15 @@ pub fn run_check<Tz: TimeZone>(
         DerivedKind::SnapshotOverdue,
     ]
     .into();
-    let mut findings = super::snapshots::check(&snapshots, &policies, now);
+    let mut findings = super::snapshots::check(snapshots, policies, now);
+    // What the reads met is the store's, never cached with the records.
     checked.insert(DerivedKind::UnreadableManifests);
     findings.extend(super::corruption::check_unreadable(
         &store.damaged(),
-        &policies,
+        policies,
     ));
     findings.extend(super::overdue::check(
-        &snapshots,
-        &scheduling,
-        &policies,
-        now,
-        zone,
+        snapshots, scheduling, policies, now, zone,
     ));
 
     if !recorded.versions.products.is_empty() {
@@ -150,21 +204,19 @@ pub fn run_check<Tz: TimeZone>(
         findings.extend(super::upgrade::check(
             &recorded.versions,
             &origin.user,
-            &policies,
+            policies,
         ));
     }
     let maintenance = match recorded.schedule {
         Ok(schedule) => {
-            let params = of_type(store, PARAMS_MANIFEST_TYPE)?
-                .into_iter()
-                .max_by_key(|m| m.modified)
-                .and_then(|m| match Params::parse(&m.id, &m.data) {
-                    Ok(params) => Some((m.id, params)),
-                    Err(e) => {
-                        problems.push(e.to_string());
-                        None
-                    }
-                });
+            let params = match params {
+                Some(Ok(params)) => Some(params.clone()),
+                Some(Err(why)) => {
+                    problems.push(why.clone());
+                    None
+                }
+                None => None,
+            };
             Some(MaintenanceState { params, schedule })
         }
         Err(why) => {
@@ -178,11 +230,11 @@ pub fn run_check<Tz: TimeZone>(
             DerivedKind::MaintenanceUnowned,
             DerivedKind::MaintenanceOverdue,
         ]);
-        findings.extend(super::maintenance::check(state, &policies, now));
+        findings.extend(super::maintenance::check(state, policies, now));
     }
 
     let evidence = Evidence {
-        snapshots: &snapshots,
+        snapshots,
         maintenance: maintenance.as_ref(),
         versions: &recorded.versions,
     };

@@ -1,13 +1,13 @@
-//! Health checks for a reader that stays open (the tray engine, the CLI's one-shot `check`):
-//! the same [`run_check`] over a [`KopiaManifests`], with Kopia's maintenance schedule blob read
-//! only when the manifests changed or the copy is an hour old, so that a refresh of an
-//! unchanged repository still reads no blob (the checks themselves only read manifests already
-//! in memory).
+//! Health checks for a reader that stays open (the tray engine): the same checks as
+//! [`super::check::run_check`] over a [`KopiaManifests`], with Kopia's maintenance schedule blob
+//! read only when the manifests changed or the copy is an hour old, so that a refresh of an
+//! unchanged repository still reads no blob, and the manifests the checks read parsed only when
+//! they changed (the checks themselves only read manifests already in memory).
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use kopia_repo::maintenance::Schedule;
 
-use super::check::{run_check, CheckOutcome, Recorded};
+use super::check::{check_records, CheckOutcome, Recorded, Records};
 use super::upgrade::Versions;
 use crate::kopia_store::KopiaManifests;
 use crate::schema::Origin;
@@ -24,10 +24,12 @@ pub fn maintenance_schedule(manifests: &KopiaManifests) -> Result<Schedule, Stri
         .map_err(|e| format!("maintenance not checked: {e}"))
 }
 
-/// The checks of one open repository, remembering the last maintenance schedule read.
+/// The checks of one open repository, remembering the last maintenance schedule read and the
+/// records parsed from the manifests as they were.
 #[derive(Debug, Default)]
 pub struct LiveChecks {
     schedule: Option<(DateTime<Utc>, Result<Schedule, String>)>,
+    records: Option<Records>,
 }
 
 impl LiveChecks {
@@ -59,8 +61,16 @@ impl LiveChecks {
             schedule,
             versions: versions.unwrap_or_default(),
         };
+        let records = match self.records.take() {
+            Some(records) if !changed => records,
+            _ => Records::read(&*manifests)?,
+        };
         let write = manifests.read_only_config().is_none();
-        run_check(manifests, recorded, origin, now, zone, write)
+        let outcome = check_records(manifests, &records, recorded, origin, now, zone, write);
+        // Kept as they are: the checks write only notifications and resolutions, which the
+        // records do not hold (they are read on every run).
+        self.records = Some(records);
+        outcome
     }
 }
 
@@ -132,5 +142,26 @@ mod tests {
             .run(&mut manifests, false, None, &origin, later, &Utc)
             .unwrap();
         assert_eq!(counting.take_counts().gets, 1, "the schedule blob, once");
+
+        // The records parsed last are used until a refresh reports a change: a snapshot that
+        // failed elsewhere is found once the caller says the manifests changed.
+        let elsewhere = snapshot_manifest("y", "/home/alice/docs", now, None, 2, 0);
+        manifests
+            .write(
+                vec![crate::store::NewManifest {
+                    labels: elsewhere.labels,
+                    data: serde_json::from_str(&elsewhere.data).unwrap(),
+                }],
+                Vec::new(),
+            )
+            .unwrap();
+        let cached = checks
+            .run(&mut manifests, false, None, &origin, later, &Utc)
+            .unwrap();
+        assert!(cached.plan.is_empty(), "{cached:?}");
+        let reread = checks
+            .run(&mut manifests, true, None, &origin, later, &Utc)
+            .unwrap();
+        assert_eq!(reread.plan.notifications.len(), 1, "{reread:?}");
     }
 }

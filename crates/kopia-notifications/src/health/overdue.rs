@@ -72,7 +72,7 @@ pub fn check<Tz: TimeZone>(
         for (recipient, recipient_key) in recipients(&policy.notify, owner.as_ref()) {
             findings.push(Finding {
                 kind: DerivedKind::SnapshotOverdue,
-                subject: subject.clone(),
+                subject: subject.to_owned(),
                 // A new notification when it turns into an error; the warning resolves then.
                 trigger: format!("{}/{}", last.id, severity),
                 severity,

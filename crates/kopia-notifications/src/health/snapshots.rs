@@ -37,6 +37,9 @@ pub struct EntryError {
 pub struct Snapshot {
     pub id: String,
     pub source: SnapshotSource,
+    /// `source` as `user@host:/path`, the subject of what is derived from it (made once: the
+    /// checks group thousands of snapshots by it on every run).
+    pub subject: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     /// `checkpoint`, `canceled`, `limit reached`; `None` for a complete snapshot.
@@ -101,6 +104,7 @@ impl Snapshot {
             .unwrap_or_default();
         Ok(Snapshot {
             id: manifest.id.clone(),
+            subject: payload.source.to_string(),
             source: payload.source,
             start: payload.start_time,
             end: payload.end_time,
@@ -116,19 +120,32 @@ impl Snapshot {
     }
 }
 
-/// The snapshots of each source, oldest first (by start, then ID).
-pub fn by_source(snapshots: &[Snapshot]) -> BTreeMap<String, Vec<&Snapshot>> {
-    let mut sources: BTreeMap<String, Vec<&Snapshot>> = BTreeMap::new();
-    for snapshot in snapshots {
+/// The snapshots of each source, oldest first (by start, then end, then ID). Runs of one
+/// source are taken at once, so snapshots already in [`order`] group in one pass.
+pub fn by_source(snapshots: &[Snapshot]) -> BTreeMap<&str, Vec<&Snapshot>> {
+    let mut sources: BTreeMap<&str, Vec<&Snapshot>> = BTreeMap::new();
+    for run in snapshots.chunk_by(|a, b| a.subject == b.subject) {
         sources
-            .entry(snapshot.source.to_string())
+            .entry(&run[0].subject)
             .or_default()
-            .push(snapshot);
+            .extend(run.iter());
     }
     for list in sources.values_mut() {
-        list.sort_by(|a, b| (a.start, &a.id).cmp(&(b.start, &b.id)));
+        list.sort_by(|a, b| chronological(a, b));
     }
     sources
+}
+
+/// Every checkpoint of one upload carries the upload's start (Kopia's
+/// snapshot/upload/upload.go checkpointRoot copies the prototype manifest): the one written
+/// last is the one with the latest end.
+fn chronological(a: &Snapshot, b: &Snapshot) -> std::cmp::Ordering {
+    (a.start, a.end, &a.id).cmp(&(b.start, b.end, &b.id))
+}
+
+/// Sorts `snapshots` by source, then as [`by_source`] lists them.
+pub fn order(snapshots: &mut [Snapshot]) {
+    snapshots.sort_by(|a, b| a.subject.cmp(&b.subject).then_with(|| chronological(a, b)));
 }
 
 /// The identity a source belongs to, if its user and host form one.
@@ -174,7 +191,7 @@ pub fn check(
             for (recipient, recipient_key) in recipients(&policy.notify, owner.as_ref()) {
                 findings.push(Finding {
                     kind,
-                    subject: subject.clone(),
+                    subject: subject.to_owned(),
                     trigger: snapshot.id.clone(),
                     severity,
                     recipient,
@@ -430,6 +447,70 @@ pub(crate) mod tests {
         assert_eq!(
             findings[2].title,
             "Snapshot of alice@laptop:/c stopped during upload"
+        );
+    }
+
+    #[test]
+    fn grouping_by_source_takes_any_order() {
+        let mut snapshots = parse(&[
+            manifest("a2", "/a", t0(), None, 0, 0),
+            manifest("b1", "/b", t0(), None, 0, 0),
+            manifest("a1", "/a", t0() - Duration::hours(1), None, 0, 0),
+        ]);
+        let ids = |snapshots: &[Snapshot]| -> Vec<(String, Vec<String>)> {
+            by_source(snapshots)
+                .into_iter()
+                .map(|(subject, list)| {
+                    (
+                        subject.to_owned(),
+                        list.iter().map(|s| s.id.clone()).collect(),
+                    )
+                })
+                .collect()
+        };
+        let grouped = ids(&snapshots);
+        assert_eq!(
+            grouped,
+            [
+                (
+                    "alice@laptop:/a".to_owned(),
+                    vec!["a1".to_owned(), "a2".to_owned()]
+                ),
+                ("alice@laptop:/b".to_owned(), vec!["b1".to_owned()]),
+            ]
+        );
+        order(&mut snapshots);
+        let in_order: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(in_order, ["a1", "a2", "b1"]);
+        assert_eq!(ids(&snapshots), grouped);
+    }
+
+    /// Two checkpoints of one upload share its start; the later one (by end) is the newest,
+    /// whatever their IDs, so the upload counts as dead only two intervals after it.
+    #[test]
+    fn the_last_checkpoint_of_an_upload_is_its_newest() {
+        let start = t0() - Duration::hours(3);
+        let checkpoint = |id: &str, written: DateTime<Utc>| {
+            let mut m = manifest(id, "/big", start, Some("checkpoint"), 0, 0);
+            let mut data: serde_json::Value = serde_json::from_str(&m.data).unwrap();
+            data["endTime"] = rfc3339::format(&written).into();
+            m.data = data.to_string();
+            m
+        };
+        let snapshots = parse(&[
+            checkpoint("z-first", start + Duration::minutes(45)),
+            checkpoint("a-last", t0() - Duration::minutes(60)),
+        ]);
+        let policies = NotificationPolicies::default();
+        assert!(check(&snapshots, &policies, t0()).is_empty());
+        let later = t0() + CHECKPOINT_INTERVAL * 2 - Duration::minutes(59);
+        assert_eq!(
+            kinds(&check(&snapshots, &policies, later)),
+            [(
+                DerivedKind::SnapshotInterrupted,
+                "alice@laptop:/big",
+                "a-last"
+            )]
         );
     }
 

@@ -4,6 +4,7 @@
 
 mod config;
 mod keyring;
+mod kopia_ui;
 mod password;
 
 use std::path::{Path, PathBuf};
@@ -85,20 +86,15 @@ pub fn discover_config_files() -> Vec<PathBuf> {
     found
 }
 
-/// KopiaUI's config directory: its portable directory `$KOPIA_UI_PORTABLE_CONFIG_DIR` when that
-/// exists, else `$KOPIA_CUSTOM_APPDATA/kopia`, else the CLI's directory.
+/// KopiaUI's config directory ([`kopia_ui::config_dir`] for this machine: a portable
+/// directory, else `<appData>/kopia`), the CLI's directory when the environment names no home.
 fn kopia_ui_config_dir() -> PathBuf {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if let Some(portable) = var("KOPIA_UI_PORTABLE_CONFIG_DIR").map(|d| PathBuf::from(go_clean(&d)))
-    {
-        if portable.is_dir() {
-            return portable;
-        }
-    }
-    match var("KOPIA_CUSTOM_APPDATA") {
-        Some(app_data) => PathBuf::from(go_join(&[&app_data, "kopia"])),
-        None => kopia_config_dir(),
-    }
+    let env = |name: &str| std::env::var(name).ok();
+    let platform = kopia_ui::Platform::current();
+    let installs = platform.install_dirs(&env);
+    kopia_ui::config_dir(platform, &env, &installs, &|dir| Path::new(dir).is_dir())
+        .map(PathBuf::from)
+        .unwrap_or_else(kopia_config_dir)
 }
 
 /// Every `*.config` file of `dir`, `repository.config` first, the rest sorted by name
