@@ -108,6 +108,26 @@ pub struct Records {
     params: Option<Result<(String, Params), String>>,
     /// Manifests that could not be read, one line each.
     problems: Vec<String>,
+    derived: Derived,
+}
+
+/// The derived notifications and resolutions already stored: what a plan is made against.
+#[derive(Debug, Clone)]
+struct Derived {
+    notifications: Vec<StoredManifest>,
+    resolutions: Vec<StoredManifest>,
+}
+
+impl Derived {
+    fn read(store: &dyn ManifestAccess) -> Result<Derived, Error> {
+        Ok(Derived {
+            notifications: of_type(store, NOTIFICATION_TYPE)?
+                .into_iter()
+                .filter(|m| m.labels.contains_key(derived_label::DERIVED))
+                .collect(),
+            resolutions: of_type(store, RESOLUTION_TYPE)?,
+        })
+    }
 }
 
 impl Records {
@@ -145,6 +165,7 @@ impl Records {
             policies,
             params,
             problems,
+            derived: Derived::read(store)?,
         })
     }
 }
@@ -179,6 +200,7 @@ pub fn check_records<Tz: TimeZone>(
         policies,
         params,
         problems,
+        derived,
     } = records;
     let mut problems = problems.clone();
     let mut checked: BTreeSet<DerivedKind> = [
@@ -239,7 +261,7 @@ pub fn check_records<Tz: TimeZone>(
         versions: &recorded.versions,
     };
     plan_and_write(
-        store, &findings, &checked, &evidence, origin, now, write, problems,
+        store, derived, &findings, &checked, &evidence, origin, now, write, problems,
     )
 }
 
@@ -248,6 +270,7 @@ pub fn check_records<Tz: TimeZone>(
 #[allow(clippy::too_many_arguments)]
 fn plan_and_write(
     store: &mut dyn ManifestAccess,
+    derived: &Derived,
     findings: &[Finding],
     checked: &BTreeSet<DerivedKind>,
     evidence: &Evidence<'_>,
@@ -256,15 +279,10 @@ fn plan_and_write(
     write: bool,
     problems: Vec<String>,
 ) -> Result<CheckOutcome, Error> {
-    let derived: Vec<StoredManifest> = of_type(store, NOTIFICATION_TYPE)?
-        .into_iter()
-        .filter(|m| m.labels.contains_key(derived_label::DERIVED))
-        .collect();
-    let resolutions = of_type(store, RESOLUTION_TYPE)?;
     let plan = plan(
         findings,
-        &derived,
-        &resolutions,
+        &derived.notifications,
+        &derived.resolutions,
         checked,
         evidence,
         origin,
@@ -343,8 +361,10 @@ fn run_one_kind(
         maintenance: None,
         versions: &Versions::default(),
     };
+    let derived = Derived::read(store)?;
     plan_and_write(
         store,
+        &derived,
         &findings,
         &[kind].into(),
         &evidence,

@@ -66,11 +66,14 @@ impl LiveChecks {
             _ => Records::read(&*manifests)?,
         };
         let write = manifests.read_only_config().is_none();
-        let outcome = check_records(manifests, &records, recorded, origin, now, zone, write);
-        // Kept as they are: the checks write only notifications and resolutions, which the
-        // records do not hold (they are read on every run).
-        self.records = Some(records);
-        outcome
+        let outcome = check_records(manifests, &records, recorded, origin, now, zone, write)?;
+        // Kept until a refresh reports a change, or until this check wrote: the store knows
+        // our own write without a refresh reporting it, and the records hold the derived
+        // notifications and resolutions it adds.
+        if !outcome.written {
+            self.records = Some(records);
+        }
+        Ok(outcome)
     }
 }
 
