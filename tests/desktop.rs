@@ -322,13 +322,19 @@ fn popups_window_tray_and_acknowledgement_end_to_end() {
         descendants(app_pid)
     );
     request_close(desktop.display(), &visible_windows(&desktop)[0]);
+    // On a loaded machine the first request can reach the window before it handles them; a
+    // window manager's close button is pressed again too.
+    let mut asked = std::time::Instant::now();
     wait_for("the window and its WebKit processes gone", SOON, || {
         let (windows, webkit) = (visible_windows(&desktop), webkit_processes());
         if windows.is_empty() && webkit.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("windows {windows:?}, WebKit processes {webkit:?}"))
+            return Ok(());
         }
+        if !windows.is_empty() && asked.elapsed() > Duration::from_secs(5) {
+            request_close(desktop.display(), &windows[0]);
+            asked = std::time::Instant::now();
+        }
+        Err(format!("windows {windows:?}, WebKit processes {webkit:?}"))
     });
     assert!(
         desktop.is_running("app"),
