@@ -112,6 +112,18 @@ fn what_is_written_is_what_a_fresh_reader_finds() {
             let mut fresh = repository.manifest_store();
             fresh.refresh().unwrap();
             prop_assert_eq!(&live(&fresh), &*expected);
+            // A lookup by type finds exactly the live manifests of that type, oldest first.
+            for kind in expected.values().map(|(labels, _)| &labels[TYPE_LABEL]) {
+                let filter = Labels::from([(TYPE_LABEL.to_owned(), kind.clone())]);
+                let found: Vec<&str> = fresh.find(&filter).iter().map(|e| e.id.as_str()).collect();
+                let all: Vec<&str> = fresh
+                    .find(&Labels::new())
+                    .into_iter()
+                    .filter(|e| e.labels().get(TYPE_LABEL) == Some(kind.as_str()))
+                    .map(|e| e.id.as_str())
+                    .collect();
+                prop_assert_eq!(found, all);
+            }
             Ok(())
         })
         .unwrap();

@@ -159,6 +159,27 @@ impl std::hash::Hash for ById {
 /// The live entries of a store, by ID.
 type LiveEntries = HashSet<ById, foldhash::fast::RandomState>;
 
+/// The live entries by their `type` label: nearly every lookup asks for one type (the
+/// notifications, the acknowledgements, the snapshots), and a repository holds hundreds of
+/// thousands of entries of a few types.
+type ByType = HashMap<Box<str>, Vec<ById>, foldhash::fast::RandomState>;
+
+fn by_type(live: &LiveEntries) -> ByType {
+    let mut types = ByType::default();
+    for entry in live {
+        let Some(kind) = entry.entry().labels().get(TYPE_LABEL) else {
+            continue;
+        };
+        match types.get_mut(kind) {
+            Some(entries) => entries.push(entry.clone()),
+            None => {
+                types.insert(kind.into(), vec![entry.clone()]);
+            }
+        }
+    }
+    types
+}
+
 /// Merges entries by manifest ID: a strictly later `modified` wins, the first seen wins ties,
 /// and IDs whose winner is a deletion disappear.
 fn merge_entries(contents: &[&ContentEntries]) -> LiveEntries {
@@ -206,6 +227,7 @@ pub struct ManifestStore {
     /// failing on every read. Read again whenever the index changes.
     damaged: HashMap<ContentId, Damage>,
     live: LiveEntries,
+    by_type: ByType,
 }
 
 /// One manifest content as a load found it.
@@ -226,6 +248,7 @@ impl ManifestStore {
             contents: HashMap::new(),
             damaged: HashMap::new(),
             live: LiveEntries::default(),
+            by_type: ByType::default(),
         }
     }
 
@@ -315,6 +338,7 @@ impl ManifestStore {
             .filter_map(|e| self.contents.get(&e.content_id))
             .collect();
         self.live = merge_entries(&live_contents);
+        self.by_type = by_type(&self.live);
         Ok(read)
     }
 
@@ -409,9 +433,11 @@ impl ManifestStore {
     pub fn find(&self, filter: &Labels) -> Vec<&ManifestEntry> {
         // Sorting on a copy of the time, next to the reference, keeps the comparisons from
         // chasing pointers into tens of thousands of entries; IDs break (rare) ties.
-        let mut found: Vec<(DateTime<Utc>, &ManifestEntry)> = self
-            .live
-            .iter()
+        let candidates: Box<dyn Iterator<Item = &ById>> = match filter.get(TYPE_LABEL) {
+            Some(kind) => Box::new(self.by_type.get(kind.as_str()).into_iter().flatten()),
+            None => Box::new(self.live.iter()),
+        };
+        let mut found: Vec<(DateTime<Utc>, &ManifestEntry)> = candidates
             .map(ById::entry)
             .filter(|e| e.matches(filter))
             .map(|e| (e.modified, e))
