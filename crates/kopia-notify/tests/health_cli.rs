@@ -9,49 +9,15 @@ use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use chrono::{DateTime, Duration, Utc};
 use kopia_fixtures::unprivileged::Unprivileged;
-use kopia_fixtures::{require_kopia, Kopia, PASSWORD};
+use kopia_fixtures::{require_kopia, PASSWORD};
 use serde_json::Value;
 
-/// kopia-notify as the repository's user, at a fixed clock.
-fn notify_command(repo: &Unprivileged, now: DateTime<Utc>) -> Command {
-    let mut cmd = repo.command(&repo.path("bin").join("kopia-notify"));
-    cmd.env("KOPIA_PASSWORD", PASSWORD)
-        .env("TZ", "UTC")
-        .env("KOPIA_NOTIFY_NOW", now.to_rfc3339())
-        .env("KOPIA_NOTIFICATIONS", "hidden")
-        // The upgrade check has tests of its own (upgrade_cli.rs).
-        .env("KOPIA_NOTIFY_NO_UPGRADE_CHECK", "1")
-        .arg(format!("--config-file={}", repo.config_file().display()));
-    cmd
-}
-
-/// A repository Kopia creates as the unprivileged user, with our CLI beside Kopia.
-fn unprivileged(kopia: &Kopia) -> Unprivileged {
-    Unprivileged::create(kopia, &[Path::new(env!("CARGO_BIN_EXE_kopia-notify"))])
-}
-
-/// kopia-notify at a fixed clock, as the user Kopia runs as.
-fn notify(repo: &Unprivileged, now: DateTime<Utc>, args: &[&str]) -> Output {
-    notify_command(repo, now)
-        .args(args)
-        .output()
-        .expect("run kopia-notify")
-}
-
-#[track_caller]
-fn check_json(repo: &Unprivileged, now: DateTime<Utc>) -> Value {
-    let out = notify(repo, now, &["check", "--json"]);
-    assert!(
-        out.status.success(),
-        "check failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("check --json prints JSON")
-}
+mod health_common;
+use health_common::{check_json, notify, notify_command, unprivileged};
 
 fn kinds(report: &Value, list: &str) -> Vec<String> {
     let mut kinds: Vec<String> = report[list]
@@ -170,7 +136,7 @@ fn failed_and_canceled_snapshots_notify_once_and_resolve() {
     assert!(!out.status.success());
     let newest = repo.snapshots(&dir).into_iter().last().unwrap();
     assert_eq!(newest["incomplete"], "canceled");
-    let report = check_json(&repo, now);
+    let report = check_json(&repo, now, &[]);
     assert_eq!(kinds(&report, "new"), ["snapshot-interrupted"]);
     // A dry run finds nothing new either: all of it is written.
     let dry = notify(&repo, now, &["check", "--dry-run"]);
@@ -187,7 +153,7 @@ fn failed_and_canceled_snapshots_notify_once_and_resolve() {
         dir.as_os_str(),
     ]);
     let later = Utc::now();
-    let report = check_json(&repo, later);
+    let report = check_json(&repo, later, &[]);
     assert_eq!(report["resolved"].as_array().unwrap().len(), 2, "{report}");
     assert_eq!(repo.manifests("type:notificationResolution").len(), 2);
     assert!(list_json(&repo, later, &[]).is_empty());
@@ -199,7 +165,7 @@ fn failed_and_canceled_snapshots_notify_once_and_resolve() {
     assert!(shown.contains("Status:    resolved\n"), "{shown}");
     assert!(shown.contains("completed without errors"), "{shown}");
     // Resolved stays resolved: the next check writes nothing.
-    let again = check_json(&repo, later);
+    let again = check_json(&repo, later, &[]);
     assert_eq!(again["written"], false);
 }
 
@@ -235,14 +201,14 @@ fn a_maintenance_task_that_really_failed_and_an_owner_that_never_runs() {
     );
 
     let now = Utc::now();
-    let report = check_json(&repo, now);
+    let report = check_json(&repo, now, &[]);
     assert_eq!(kinds(&report, "new"), ["maintenance-failed"], "{report}");
     let failed = repo.manifests("derived:maintenance-failed");
     assert_eq!(failed[0]["labels"]["subject"], "full-delete-blobs");
     assert_eq!(failed[0]["labels"]["recipient"], "alice@laptop");
 
     // The owner stops running maintenance: three days later both cycles are overdue.
-    let report = check_json(&repo, now + Duration::days(3));
+    let report = check_json(&repo, now + Duration::days(3), &[]);
     assert_eq!(
         kinds(&report, "new"),
         ["maintenance-overdue", "maintenance-overdue"],
@@ -252,7 +218,7 @@ fn a_maintenance_task_that_really_failed_and_an_owner_that_never_runs() {
     // The blob may be deleted again: the next run succeeds and the failure resolves.
     fs::set_permissions(&shard, fs::Permissions::from_mode(0o755)).unwrap();
     repo.kopia_ok(&["maintenance", "run", "--full", "--safety=none"]);
-    let report = check_json(&repo, Utc::now());
+    let report = check_json(&repo, Utc::now(), &[]);
     let resolved = report["resolved"].as_array().unwrap();
     assert!(
         resolved.iter().any(|r| r["reason"]
@@ -326,10 +292,10 @@ fn kopia_scheduling_policies_make_sources_overdue() {
         let plus = last + Duration::hours(1);
         plus - Duration::seconds(plus.timestamp() % 3600)
     };
-    let report = check_json(&repo, next_hour + Duration::minutes(29));
+    let report = check_json(&repo, next_hour + Duration::minutes(29), &[]);
     assert_eq!(subjects(&report), []);
     // The nightly path has the global interval as well (merged), so it is as overdue.
-    let report = check_json(&repo, next_hour + Duration::minutes(31));
+    let report = check_json(&repo, next_hour + Duration::minutes(31), &[]);
     assert_eq!(
         subjects(&report),
         [
@@ -340,6 +306,7 @@ fn kopia_scheduling_policies_make_sources_overdue() {
     let report = check_json(
         &repo,
         next_hour + Duration::hours(2) + Duration::minutes(31),
+        &[],
     );
     assert_eq!(
         subjects(&report),
@@ -366,6 +333,7 @@ fn kopia_scheduling_policies_make_sources_overdue() {
     let report = check_json(
         &repo,
         next_hour + Duration::hours(2) + Duration::minutes(31),
+        &[],
     );
     assert_eq!(report["resolved"].as_array().unwrap().len(), 1, "{report}");
     let all = repo.manifests("derived:snapshot-overdue");
@@ -397,7 +365,10 @@ fn our_policy_in_the_repository_steers_the_checks() {
     assert_eq!(snapshot["rootEntry"]["summ"]["numIgnoredErrors"], 1);
     let now = Utc::now();
     // Ignored errors alone say nothing by default.
-    assert_eq!(kinds(&check_json(&repo, now), "new"), Vec::<String>::new());
+    assert_eq!(
+        kinds(&check_json(&repo, now, &[]), "new"),
+        Vec::<String>::new()
+    );
 
     let ok = |args: &[&str]| {
         let out = notify(&repo, now, args);
@@ -425,13 +396,13 @@ fn our_policy_in_the_repository_steers_the_checks() {
         shown.contains("  overdue-after      schedule                 (default)\n"),
         "{shown}"
     );
-    let report = check_json(&repo, now);
+    let report = check_json(&repo, now, &[]);
     assert_eq!(kinds(&report, "new"), ["snapshot-ignored-errors"]);
     assert_eq!(report["new"][0]["recipient"], "all users");
 
     // The path level says otherwise: the warning resolves.
     ok(&["policy", "set", &source, "--on-ignored-errors=none"]);
-    let report = check_json(&repo, now);
+    let report = check_json(&repo, now, &[]);
     assert_eq!(
         report["resolved"][0]["reason"],
         "the notification policy no longer reports it"

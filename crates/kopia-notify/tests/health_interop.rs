@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -16,38 +16,8 @@ use kopia_fixtures::unprivileged::Unprivileged;
 use kopia_fixtures::{require_kopia, CreateOptions, Kopia, KopiaRepo, PASSWORD};
 use serde_json::Value;
 
-/// kopia-notify as the repository's user, at a fixed clock, in UTC (the zone Kopia's times of
-/// day and cron entries are read in).
-fn notify(repo: &Unprivileged, now: DateTime<Utc>, args: &[&str]) -> Output {
-    repo.command(&repo.path("bin").join("kopia-notify"))
-        .env("KOPIA_PASSWORD", PASSWORD)
-        .env("TZ", "UTC")
-        .env("KOPIA_NOTIFY_NOW", now.to_rfc3339())
-        .env("KOPIA_NOTIFICATIONS", "hidden")
-        // The upgrade check has tests of its own (upgrade_cli.rs).
-        .env("KOPIA_NOTIFY_NO_UPGRADE_CHECK", "1")
-        .arg(format!("--config-file={}", repo.config_file().display()))
-        .args(args)
-        .output()
-        .expect("run kopia-notify")
-}
-
-#[track_caller]
-fn check_json(repo: &Unprivileged, now: DateTime<Utc>, extra: &[&str]) -> Value {
-    let mut args = vec!["check", "--json"];
-    args.extend_from_slice(extra);
-    let out = notify(repo, now, &args);
-    assert!(
-        out.status.success(),
-        "check failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("check --json prints JSON")
-}
-
-fn unprivileged(kopia: &Kopia) -> Unprivileged {
-    Unprivileged::create(kopia, &[Path::new(env!("CARGO_BIN_EXE_kopia-notify"))])
-}
+mod health_common;
+use health_common::{check_json, unprivileged};
 
 /// A source directory Kopia may read, holding one small file.
 fn source(repo: &Unprivileged, relative: &str) -> PathBuf {
