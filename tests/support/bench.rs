@@ -59,3 +59,49 @@ pub fn timed(mut command: Command, stdin: &[u8]) -> (Duration, Vec<u8>) {
     );
     (elapsed, out.stdout)
 }
+
+/// A snapshot payload with its start and end moved `back` into the past.
+fn earlier(data: &str, back: chrono::Duration) -> Box<serde_json::value::RawValue> {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    let mut snapshot: serde_json::Value = serde_json::from_str(data).unwrap();
+    for field in ["startTime", "endTime"] {
+        let time: DateTime<Utc> = snapshot[field].as_str().unwrap().parse().unwrap();
+        snapshot[field] = (time - back)
+            .to_rfc3339_opts(SecondsFormat::Nanos, true)
+            .into();
+    }
+    serde_json::value::RawValue::from_string(snapshot.to_string()).unwrap()
+}
+
+/// Gives every snapshot Kopia made in `repository` `per_source - 1` older copies, an hour apart
+/// each, written by our manifest writer 1,000 at a time as `owner`: a repository with
+/// thousands of snapshots in seconds instead of thousands of uploads. Returns how many
+/// snapshots Kopia had made.
+pub fn add_older_snapshot_copies(
+    repository: &kopia_repo::repository::Repository,
+    per_source: usize,
+    owner: &kopia_repo::content::writer::SessionOwner,
+) -> usize {
+    use kopia_repo::manifest::{Labels, NewManifest};
+    let mut store = repository.manifest_store();
+    store.refresh().unwrap();
+    let snapshot_type = Labels::from([("type".to_string(), "snapshot".to_string())]);
+    let originals: Vec<(Labels, String)> = store
+        .find(&snapshot_type)
+        .into_iter()
+        .map(|entry| (entry.labels().to_labels(), entry.data.get().to_string()))
+        .collect();
+    let copies: Vec<NewManifest> = (1..per_source)
+        .flat_map(|hours| {
+            originals.iter().map(move |(labels, data)| NewManifest {
+                labels: labels.clone(),
+                data: earlier(data, chrono::Duration::hours(hours as i64)),
+            })
+        })
+        .collect();
+    for batch in copies.chunks(1_000) {
+        let writer = repository.content_writer(owner.clone()).unwrap();
+        store.write(&writer, batch, &[]).unwrap();
+    }
+    originals.len()
+}

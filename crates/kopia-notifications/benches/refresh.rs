@@ -18,35 +18,19 @@ use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use kopia_fixtures::bench::{env_or, median};
+use chrono::{Duration, Utc};
+use kopia_fixtures::bench::{add_older_snapshot_copies, env_or, median};
 use kopia_fixtures::{require_kopia, CreateOptions, KopiaRepo, HOSTNAME, PASSWORD, USERNAME};
 use kopia_notifications::health::live::LiveChecks;
 use kopia_notifications::kopia_store::KopiaManifests;
 use kopia_notifications::{Identity, Origin};
 use kopia_repo::content::writer::SessionOwner;
-use kopia_repo::manifest::{Labels, NewManifest};
 use kopia_repo::repository::Repository;
 use kopia_repo::storage::counting::CountingStorage;
 use kopia_repo::storage::filesystem::FilesystemStorage;
 use kopia_repo::storage::BlobStorage;
-use serde_json::value::RawValue;
-use serde_json::Value;
 
-const BATCH: usize = 1_000;
 const KOPIA_POLICIES: usize = 50;
-
-/// A snapshot payload with its start and end moved `back` into the past.
-fn earlier(data: &str, back: Duration) -> Box<RawValue> {
-    let mut snapshot: Value = serde_json::from_str(data).unwrap();
-    for field in ["startTime", "endTime"] {
-        let time: DateTime<Utc> = snapshot[field].as_str().unwrap().parse().unwrap();
-        snapshot[field] = (time - back)
-            .to_rfc3339_opts(SecondsFormat::Nanos, true)
-            .into();
-    }
-    RawValue::from_string(snapshot.to_string()).unwrap()
-}
 
 /// Kopia's repository: `sources` sources snapshotted once, the global policy and
 /// `KOPIA_POLICIES - 1` path policies; then `per_source - 1` older copies of every snapshot.
@@ -71,27 +55,10 @@ fn build(repo: &KopiaRepo, sources: usize, per_source: usize, owner: &SessionOwn
     repo.run_ok(&args);
 
     let repository = Repository::open_filesystem(&repo.repo_dir(), PASSWORD).unwrap();
-    let mut store = repository.manifest_store();
-    store.refresh().unwrap();
-    let snapshot_type = Labels::from([("type".to_string(), "snapshot".to_string())]);
-    let originals: Vec<(Labels, String)> = store
-        .find(&snapshot_type)
-        .into_iter()
-        .map(|entry| (entry.labels().to_labels(), entry.data.get().to_string()))
-        .collect();
-    assert_eq!(originals.len(), sources);
-    let copies: Vec<NewManifest> = (1..per_source)
-        .flat_map(|hours| {
-            originals.iter().map(move |(labels, data)| NewManifest {
-                labels: labels.clone(),
-                data: earlier(data, Duration::hours(hours as i64)),
-            })
-        })
-        .collect();
-    for batch in copies.chunks(BATCH) {
-        let writer = repository.content_writer(owner.clone()).unwrap();
-        store.write(&writer, batch, &[]).unwrap();
-    }
+    assert_eq!(
+        add_older_snapshot_copies(&repository, per_source, owner),
+        sources
+    );
 }
 
 fn main() {

@@ -17,29 +17,13 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use kopia_fixtures::bench::{env_or, median, repository_command, timed};
+use kopia_fixtures::bench::{add_older_snapshot_copies, env_or, median, repository_command, timed};
 use kopia_fixtures::{require_kopia, CreateOptions, KopiaRepo, HOSTNAME, PASSWORD, USERNAME};
 use kopia_repo::content::writer::SessionOwner;
-use kopia_repo::manifest::{Labels, NewManifest};
 use kopia_repo::repository::Repository;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
-const BATCH: usize = 1_000;
 const KOPIA_POLICIES: usize = 50;
-
-/// `manifest`'s snapshot payload with its start and end moved `back` into the past.
-fn earlier(data: &str, back: Duration) -> Box<RawValue> {
-    let mut snapshot: Value = serde_json::from_str(data).unwrap();
-    for field in ["startTime", "endTime"] {
-        let time: DateTime<Utc> = snapshot[field].as_str().unwrap().parse().unwrap();
-        snapshot[field] = (time - back)
-            .to_rfc3339_opts(SecondsFormat::Nanos, true)
-            .into();
-    }
-    RawValue::from_string(snapshot.to_string()).unwrap()
-}
 
 fn main() {
     let Some(kopia) = require_kopia() else {
@@ -99,29 +83,10 @@ fn main() {
         hostname: HOSTNAME.into(),
     };
     let repository = Repository::open_filesystem(&repo.repo_dir(), PASSWORD).unwrap();
-    let mut store = repository.manifest_store();
-    store.refresh().unwrap();
-    let originals: Vec<(Labels, String)> = store
-        .find(&Labels::from([(
-            "type".to_string(),
-            "snapshot".to_string(),
-        )]))
-        .into_iter()
-        .map(|entry| (entry.labels().to_labels(), entry.data.get().to_string()))
-        .collect();
-    assert_eq!(originals.len(), sources);
-    let copies: Vec<NewManifest> = (1..per_source)
-        .flat_map(|hours| {
-            originals.iter().map(move |(labels, data)| NewManifest {
-                labels: labels.clone(),
-                data: earlier(data, Duration::hours(hours as i64)),
-            })
-        })
-        .collect();
-    for batch in copies.chunks(BATCH) {
-        let writer = repository.content_writer(owner.clone()).unwrap();
-        store.write(&writer, batch, &[]).unwrap();
-    }
+    assert_eq!(
+        add_older_snapshot_copies(&repository, per_source, &owner),
+        sources
+    );
     let manifests = repo.manifest_list_json(&[]).as_array().unwrap().len();
     let snapshots = repo
         .manifest_list_json(&["type:snapshot"])
