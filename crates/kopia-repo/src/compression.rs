@@ -96,6 +96,38 @@ fn describe(header_id: u32) -> String {
     }
 }
 
+/// An S2 (Snappy-framed) stream without the chunks that carry no data after the first one:
+/// padding, index, skippable chunks and repeated stream identifiers, which minlz skips. Its
+/// reader recurses once per chunk it skips, so a stored content of a few hundred thousand tiny
+/// ones overflowed the stack (found by the `compression` fuzz target under AddressSanitizer;
+/// regression input in `fuzz/regressions/compression`). The first chunk and every other kind
+/// (data, and reserved kinds minlz refuses) stay as they are, as does whatever follows a
+/// chunk longer than what is left.
+fn without_skipped_chunks(stream: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const HEADER: usize = 4;
+    let skipped = |kind: u8| matches!(kind, 0x80..=0xff);
+    let mut kept = Vec::with_capacity(stream.len());
+    let mut at = 0;
+    let mut dropped_any = false;
+    while let Some(header) = stream.get(at..at + HEADER) {
+        let len = u32::from_le_bytes([header[1], header[2], header[3], 0]) as usize;
+        let Some(chunk) = stream.get(at..at + HEADER + len) else {
+            break;
+        };
+        if at > 0 && skipped(header[0]) {
+            dropped_any = true;
+        } else {
+            kept.extend_from_slice(chunk);
+        }
+        at += HEADER + len;
+    }
+    if !dropped_any {
+        return std::borrow::Cow::Borrowed(stream);
+    }
+    kept.extend_from_slice(&stream[at..]);
+    std::borrow::Cow::Owned(kept)
+}
+
 /// Decompresses a content payload as stored (after decryption). `header_id` comes from the index
 /// entry; for non-zero IDs the payload starts with the same ID in big-endian, which is verified.
 /// ID 0 returns the bytes unchanged.
@@ -133,7 +165,7 @@ fn decompress_capped(header_id: u32, stored: &[u8], limit: usize) -> Result<Vec<
             .and_then(|decoder| read_capped(decoder, limit)),
         // Go's S2 writer emits nothing at all for empty input, and its reader accepts that.
         Codec::S2 if stream.is_empty() => Ok(Vec::new()),
-        Codec::S2 => read_capped(minlz::Reader::new(stream), limit),
+        Codec::S2 => read_capped(minlz::Reader::new(&*without_skipped_chunks(stream)), limit),
         Codec::Lz4 => read_capped(lz4_flex::frame::FrameDecoder::new(stream), limit),
     };
     decoded.map_err(|reason| DecodeError::new(format!("{} stream: {reason}", describe(header_id))))
@@ -247,6 +279,37 @@ fn read_capped_into(decoder: impl Read, limit: usize, out: &mut Vec<u8>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Chunks without data between the stream identifier and the data decode as minlz decodes
+    /// them, however many there are (300,000 made minlz's reader recurse as deep).
+    #[test]
+    fn s2_streams_with_many_skippable_chunks_decode() {
+        let payload = b"a payload long enough to be worth compressing, twice: a payload".repeat(3);
+        let stored = compress(0x1200, &payload).unwrap();
+        let (header, stream) = stored.split_at(HEADER_LEN);
+        // The stream identifier: type 0xff, length 6, then "S2sTwO".
+        let (identifier, data) = stream.split_at(10);
+        let mut padded = header.to_vec();
+        padded.extend_from_slice(identifier);
+        for n in 0..300_000u32 {
+            // Padding, a skippable chunk with a byte in it, another stream identifier.
+            padded.extend_from_slice(match n % 3 {
+                0 => &[0xfe, 0, 0, 0][..],
+                1 => &[0x80, 1, 0, 0, 7][..],
+                _ => identifier,
+            });
+        }
+        padded.extend_from_slice(data);
+        assert_eq!(decompress(0x1200, &padded).unwrap(), payload);
+        // Nothing is dropped from streams without such chunks, and a reserved kind still fails.
+        assert!(matches!(
+            without_skipped_chunks(stream),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let mut reserved = stored.clone();
+        reserved.extend_from_slice(&[0x02, 0, 0, 0]);
+        assert!(decompress(0x1200, &reserved).is_err());
+    }
 
     /// A trailer claiming 256 MiB on a 30-byte stream reserves a few hundred bytes; honest
     /// trailers of ordinary contents size the buffer exactly.
