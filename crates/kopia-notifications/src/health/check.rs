@@ -128,6 +128,23 @@ impl Derived {
             resolutions: of_type(store, RESOLUTION_TYPE)?,
         })
     }
+
+    /// Only the derived notifications of `kind` (and every resolution): what a plan of that
+    /// one kind needs, without copying every notification of the repository (`list` makes
+    /// such a plan on each run).
+    fn read_kind(store: &dyn ManifestAccess, kind: DerivedKind) -> Result<Derived, Error> {
+        let filter = BTreeMap::from([
+            (label::TYPE.to_string(), NOTIFICATION_TYPE.to_string()),
+            (
+                derived_label::DERIVED.to_string(),
+                kind.as_str().to_string(),
+            ),
+        ]);
+        Ok(Derived {
+            notifications: store.find(&filter)?,
+            resolutions: of_type(store, RESOLUTION_TYPE)?,
+        })
+    }
 }
 
 impl Records {
@@ -361,7 +378,7 @@ fn run_one_kind(
         maintenance: None,
         versions: &Versions::default(),
     };
-    let derived = Derived::read(store)?;
+    let derived = Derived::read_kind(store, kind)?;
     plan_and_write(
         store,
         &derived,
