@@ -112,7 +112,20 @@ impl<'s> Notifications<'s> {
         ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<AckOutcome, Error> {
-        let plan = self.inbox()?.plan_ack(who, ids, now)?;
+        let inbox = self.inbox()?;
+        self.ack_in(&inbox, who, ids, now)
+    }
+
+    /// [`Notifications::ack`] planned on `inbox`, read from this store before: several
+    /// identities acknowledging in one go (the app's queue) read the manifests once.
+    pub fn ack_in(
+        &mut self,
+        inbox: &Inbox,
+        who: &Identity,
+        ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<AckOutcome, Error> {
+        let plan = inbox.plan_ack(who, ids, now)?;
         self.write_acks(plan)
     }
 

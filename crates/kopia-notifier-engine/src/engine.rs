@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use kopia_notifications::Identity;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::EngineError;
@@ -275,10 +275,18 @@ impl EngineHandle {
     }
 
     /// Refreshes every repository now, including ones waiting out a backoff or refusing the
-    /// password.
+    /// password, and returns once each has been checked (its events are queued by then).
     pub async fn check_now(&self) {
+        let mut answers = Vec::new();
         for (_, poller) in self.inner.pollers() {
-            let _ = poller.send(PollerMsg::CheckNow).await;
+            let (done, answer) = oneshot::channel();
+            if poller.send(PollerMsg::CheckNow(done)).await.is_ok() {
+                answers.push(answer);
+            }
+        }
+        for answer in answers {
+            // A poller that stopped meanwhile has nothing more to check.
+            let _ = answer.await;
         }
     }
 

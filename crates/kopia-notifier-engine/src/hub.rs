@@ -45,7 +45,8 @@ impl Default for EngineOptions {
 
 /// What a handle asks of one repository's poller.
 pub(crate) enum PollerMsg {
-    CheckNow,
+    /// Refresh now; answered once done.
+    CheckNow(oneshot::Sender<()>),
     FsChanged,
     SettingsChanged,
     Ack {

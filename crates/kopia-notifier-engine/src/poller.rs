@@ -16,7 +16,7 @@ use crate::diff::{diff_pending, PendingEntry};
 use crate::error::EngineError;
 use crate::hub::{AckReport, AckTarget, Hub, PollerMsg};
 use crate::popup_budget::{Admission, PopupBudget, PopupSummary};
-use crate::refresh::{overlay_queued, refresh_blocking, views_of, Opened};
+use crate::refresh::{overlay_queued, refresh_blocking, views_of, Listing, Opened};
 use crate::source::{self, ReachError};
 use crate::state::RepoRecord;
 use crate::types::{AckResult, EngineEvent, NotificationView, RepositoryStatus};
@@ -141,7 +141,12 @@ impl Poller {
                 message = self.messages.recv() => Some(message.unwrap_or(PollerMsg::Stop)),
             };
             match message {
-                None | Some(PollerMsg::CheckNow) => self.refresh().await,
+                None => self.refresh().await,
+                Some(PollerMsg::CheckNow(done)) => {
+                    self.refresh().await;
+                    // The asker may have stopped waiting.
+                    let _ = done.send(());
+                }
                 Some(PollerMsg::SettingsChanged) => {
                     // The identity matters to queued acknowledgements even while offline.
                     let identity_override = self.inner.settings().identity_override;
@@ -221,16 +226,27 @@ impl Poller {
                 self.reach = Reach::Ok;
                 self.identity = refreshed.identity.to_string();
                 self.inner.unqueue_acks(self.record.id, &refreshed.flushed);
-                let views = views_of(&self.record, refreshed.items);
-                if self.known.as_ref() != Some(&views) {
-                    self.known = Some(views);
-                    self.known_unsaved = true;
-                }
                 self.watch(recovered);
                 self.status_changed |= self
                     .inner
                     .set_status(self.record.id, RepositoryStatus::Ok { checked_at: now });
-                self.publish(Some(refreshed.all_ids)).await;
+                match refreshed.listing {
+                    Listing::Read { items, all_ids } => {
+                        let views = views_of(&self.record, items);
+                        if self.known.as_ref() != Some(&views) {
+                            self.known = Some(views);
+                            self.known_unsaved = true;
+                        }
+                        self.publish(Some(all_ids)).await;
+                    }
+                    // Nothing new to pop, withdraw or save; the list is as published.
+                    Listing::Unchanged if !self.known_unsaved => {
+                        if std::mem::take(&mut self.status_changed) {
+                            self.inner.emit_changed().await;
+                        }
+                    }
+                    Listing::Unchanged => self.publish(None).await,
+                }
                 return;
             }
             Err(ReachError::WrongPassword(error)) => {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use kopia_notifications::health::live::LiveChecks;
 use kopia_notifications::kopia_store::KopiaManifests;
 use kopia_notifications::{
-    Identity, InboxItem, ListOptions, Notifications, Origin, Overlay, Severity, Status,
+    Identity, InboxItem, ListOptions, NewManifest, Notifications, Origin, Overlay, Severity, Status,
 };
 
 use crate::source::{self, ReachError};
@@ -18,19 +18,86 @@ use crate::types::{NotificationView, ResolvedView};
 /// What one successful refresh read.
 pub(crate) struct Refreshed {
     pub(crate) identity: Identity,
-    /// Pending, acknowledged and resolved notifications for `identity`.
-    pub(crate) items: Vec<InboxItem>,
-    /// Every notification manifest ID in the repository, any recipient or status.
-    pub(crate) all_ids: BTreeSet<String>,
+    pub(crate) listing: Listing,
     /// Queued acknowledgements written now, found written already, or impossible (the
     /// notification is gone): all to forget.
     pub(crate) flushed: Vec<QueuedAck>,
+}
+
+/// The identity's list as of a refresh.
+pub(crate) enum Listing {
+    /// The same as the previous refresh of this open repository listed: nothing it depends on
+    /// changed. A repository of 100,000 notifications is not parsed and diffed again each time.
+    Unchanged,
+    Read {
+        /// Pending, acknowledged and resolved notifications for the identity.
+        items: Vec<InboxItem>,
+        /// Every notification manifest ID in the repository, any recipient or status.
+        all_ids: BTreeSet<String>,
+    },
 }
 
 /// An open repository and the health checks that run over it on every refresh.
 pub(crate) struct Opened {
     manifests: KopiaManifests,
     checks: LiveChecks,
+    /// What the last listing depended on besides the manifests.
+    listed: Option<ListedFrom>,
+}
+
+impl Opened {
+    fn new(manifests: KopiaManifests) -> Opened {
+        Opened {
+            manifests,
+            checks: LiveChecks::default(),
+            listed: None,
+        }
+    }
+}
+
+/// The inputs of a listing other than the stored manifests, to tell when the next refresh
+/// would list the same.
+struct ListedFrom {
+    identity: Identity,
+    /// Findings shown locally, not written (a read-only connection).
+    unwritten: Vec<(String, NewManifest)>,
+    at: DateTime<Utc>,
+    /// The earliest expiry of a pending item: it leaves the list then, with nothing written.
+    until: Option<DateTime<Utc>>,
+}
+
+impl ListedFrom {
+    fn of(
+        identity: &Identity,
+        unwritten: &[(String, NewManifest)],
+        items: &[InboxItem],
+        now: DateTime<Utc>,
+    ) -> ListedFrom {
+        let until = items
+            .iter()
+            .filter(|item| item.status == Status::Pending)
+            .map(|item| item.notification.expires)
+            .min();
+        ListedFrom {
+            identity: identity.clone(),
+            unwritten: unwritten.to_vec(),
+            at: now,
+            until,
+        }
+    }
+
+    /// A clock set back could show an expired notification again: list anew then too.
+    fn still_holds(
+        &self,
+        identity: &Identity,
+        unwritten: &[(String, NewManifest)],
+        now: DateTime<Utc>,
+    ) -> bool {
+        self.identity == *identity
+            && self.unwritten == unwritten
+            && self.at <= now
+            && self.until.is_none_or(|until| now < until)
+    }
 }
 
 /// Refreshes (or opens) the manifest store, writes queued acknowledgements, runs the health
@@ -51,10 +118,7 @@ pub(crate) fn refresh_blocking(
             Err(error) => return (None, Err(ReachError::from_repo(&error))),
         },
         None => match source::open_manifests(record, secrets, &identity) {
-            Ok(manifests) => {
-                let checks = LiveChecks::default();
-                (Opened { manifests, checks }, true)
-            }
+            Ok(manifests) => (Opened::new(manifests), true),
             Err(error) => return (None, Err(error)),
         },
     };
@@ -68,12 +132,13 @@ pub(crate) fn refresh_blocking(
 /// findings and resolutions are written (deterministic IDs: several machines write each once);
 /// on a read-only one they are returned to be shown locally. A failed check is logged and
 /// leaves the list as the repository has it: it must not take the repository offline.
+/// Returns the findings to show unwritten, and whether anything was written.
 fn health_check(
     opened: &mut Opened,
     changed: bool,
     identity: &Identity,
     now: DateTime<Utc>,
-) -> Vec<(String, kopia_notifications::NewManifest)> {
+) -> (Vec<(String, NewManifest)>, bool) {
     let origin = Origin {
         user: identity.clone(),
         command: Some("kopia-notifier".into()),
@@ -92,14 +157,14 @@ fn health_check(
                 tracing::debug!(%problem, "health check");
             }
             if outcome.written {
-                Vec::new()
+                (Vec::new(), true)
             } else {
-                outcome.plan.puts()
+                (outcome.plan.puts(), false)
             }
         }
         Err(error) => {
             tracing::warn!(%error, "health check failed");
-            Vec::new()
+            (Vec::new(), false)
         }
     }
 }
@@ -112,6 +177,8 @@ fn flush_and_list(
     now: DateTime<Utc>,
 ) -> Result<Refreshed, kopia_notifications::Error> {
     let manifests = &mut opened.manifests;
+    // Whatever is queued is written or dropped now: the list changes either way.
+    let acted = !queued.is_empty();
     let mut flushed = Vec::new();
     if let Some(config) = manifests.read_only_config() {
         // Queued before the connection became read-only: they can never be written.
@@ -151,7 +218,7 @@ fn flush_and_list(
                 let ids: Vec<String> = valid.iter().map(|a| a.notification_id.clone()).collect();
                 // Already acknowledged ones (a write that completed before a crash) are
                 // skipped by the inbox rules, so a replay never writes twice.
-                let outcome = Notifications::new(manifests).ack(&who, &ids, now)?;
+                let outcome = Notifications::new(manifests).ack_in(&inbox, &who, &ids, now)?;
                 tracing::info!(
                     written = outcome.acknowledged.len(),
                     already = outcome.already_acknowledged.len(),
@@ -161,14 +228,26 @@ fn flush_and_list(
             }
         }
     }
-    let unwritten = health_check(opened, changed, &identity, now);
+    let (unwritten, wrote) = health_check(opened, changed, &identity, now);
+    let same_inputs = opened
+        .listed
+        .as_ref()
+        .is_some_and(|listed| listed.still_holds(&identity, &unwritten, now));
+    if !changed && !acted && !wrote && same_inputs {
+        return Ok(Refreshed {
+            identity,
+            listing: Listing::Unchanged,
+            flushed,
+        });
+    }
+    let listed_unwritten = unwritten.clone();
     let mut overlay = Overlay::new(&opened.manifests, unwritten, now);
     let inbox = Notifications::new(&mut overlay).inbox()?;
     let options = ListOptions {
         all: true,
         min_severity: Severity::Normal,
     };
-    let items = inbox
+    let items: Vec<InboxItem> = inbox
         .list(&identity, now, options)
         .into_iter()
         .filter(|item| {
@@ -179,10 +258,10 @@ fn flush_and_list(
         })
         .collect();
     let all_ids = inbox.notifications().iter().map(|n| n.id.clone()).collect();
+    opened.listed = Some(ListedFrom::of(&identity, &listed_unwritten, &items, now));
     Ok(Refreshed {
         identity,
-        items,
-        all_ids,
+        listing: Listing::Read { items, all_ids },
         flushed,
     })
 }
@@ -261,6 +340,93 @@ mod tests {
     use crate::error::EngineError;
     use kopia_repo::client::ReadOnlyReason;
 
+    fn read(listing: Listing) -> (Vec<InboxItem>, BTreeSet<String>) {
+        match listing {
+            Listing::Read { items, all_ids } => (items, all_ids),
+            Listing::Unchanged => panic!("expected a fresh listing, got Unchanged"),
+        }
+    }
+
+    fn owner_of(identity: &Identity) -> kopia_repo::content::writer::SessionOwner {
+        kopia_repo::content::writer::SessionOwner {
+            username: identity.user.clone(),
+            hostname: identity.host.clone(),
+        }
+    }
+
+    /// An unchanged repository is listed once; the next refreshes say `Unchanged` until the
+    /// repository changes, an acknowledgement is queued, the identity changes, a pending
+    /// notification expires or the clock goes back.
+    #[test]
+    fn an_unchanged_repository_is_not_listed_again() {
+        use kopia_notifications::{Draft, Origin, Recipient};
+        use kopia_repo::repository::Repository;
+
+        let dir = tempfile::tempdir().unwrap();
+        let me: Identity = "alice@laptop".parse().unwrap();
+        let repository = Repository::create_filesystem(dir.path(), "pw", &owner_of(&me)).unwrap();
+        let mut opened = Opened::new(KopiaManifests::new(repository, owner_of(&me)).unwrap());
+        let origin = Origin {
+            user: me.clone(),
+            command: None,
+        };
+        let now = Utc::now();
+        let mut draft = Draft::new(Severity::Error, Recipient::All, "soon gone", origin.clone());
+        draft.expires_in = Some(chrono::Duration::hours(1));
+        let expiring = Notifications::new(&mut opened.manifests)
+            .send(&draft, now)
+            .unwrap();
+        let listing = |opened: &mut Opened, changed, who: &Identity, queued, at| {
+            flush_and_list(opened, changed, who.clone(), queued, at)
+                .unwrap()
+                .listing
+        };
+        let (items, _) = read(listing(&mut opened, true, &me, vec![], now));
+        assert_eq!(items.len(), 1);
+        let later = now + chrono::Duration::minutes(10);
+        assert!(matches!(
+            listing(&mut opened, false, &me, vec![], later),
+            Listing::Unchanged
+        ));
+        // The store saw a change (another writer).
+        let (items, _) = read(listing(&mut opened, true, &me, vec![], later));
+        assert_eq!(items.len(), 1);
+        // Another identity (settings) sees its own list.
+        let bob: Identity = "bob@desk".parse().unwrap();
+        read(listing(&mut opened, false, &bob, vec![], later));
+        assert!(matches!(
+            listing(&mut opened, false, &bob, vec![], later),
+            Listing::Unchanged
+        ));
+        // The clock went back.
+        read(listing(&mut opened, false, &bob, vec![], now));
+        // The pending notification expired: it leaves the list with nothing written.
+        let (items, _) = read(listing(
+            &mut opened,
+            false,
+            &bob,
+            vec![],
+            now + chrono::Duration::hours(2),
+        ));
+        assert!(items.is_empty(), "{items:?}");
+        // A queued acknowledgement (here of the expired one) is written or dropped: relisted.
+        let queued = QueuedAck {
+            notification_id: expiring,
+            identity: bob.to_string(),
+            queued_at: now,
+        };
+        let refreshed = flush_and_list(
+            &mut opened,
+            false,
+            bob.clone(),
+            vec![queued],
+            now + chrono::Duration::hours(2),
+        )
+        .unwrap();
+        assert_eq!(refreshed.flushed.len(), 1);
+        read(refreshed.listing);
+    }
+
     #[test]
     fn queued_acks_overlay_only_their_identity() {
         let view = |id: &str, acked: bool| NotificationView {
@@ -332,10 +498,7 @@ mod tests {
             identity: me.to_string(),
             queued_at: now,
         };
-        let mut opened = Opened {
-            manifests,
-            checks: LiveChecks::default(),
-        };
+        let mut opened = Opened::new(manifests);
         let refreshed = flush_and_list(
             &mut opened,
             true,
@@ -345,11 +508,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(refreshed.flushed.len(), 3);
-        assert!(refreshed
-            .items
-            .iter()
-            .all(|i| i.status == Status::Acknowledged));
-        assert!(refreshed.all_ids.contains(&written) && refreshed.all_ids.contains(&pending));
+        let (items, all_ids) = read(refreshed.listing);
+        assert!(items.iter().all(|i| i.status == Status::Acknowledged));
+        assert!(all_ids.contains(&written) && all_ids.contains(&pending));
         let inbox = Notifications::new(&mut opened.manifests).inbox().unwrap();
         assert_eq!(inbox.acknowledgements().len(), 2, "one per notification");
     }
@@ -431,14 +592,12 @@ mod tests {
             identity: me.to_string(),
             queued_at: now,
         };
-        let mut read_only = Opened {
-            manifests: read_only,
-            checks: LiveChecks::default(),
-        };
+        let mut read_only = Opened::new(read_only);
         let refreshed =
             flush_and_list(&mut read_only, true, me.clone(), vec![queued], now).unwrap();
         assert_eq!(refreshed.flushed.len(), 1);
-        let item = refreshed.items.iter().find(|i| i.notification.id == id);
+        let (items, _) = read(refreshed.listing);
+        let item = items.iter().find(|i| i.notification.id == id);
         assert_eq!(item.unwrap().status, Status::Pending);
         assert_eq!(files(&storage), files_before);
     }
