@@ -8,6 +8,7 @@ pub mod b2;
 pub mod gcs;
 pub mod object;
 pub mod pinning;
+mod range;
 pub mod rclone;
 pub mod s3;
 pub mod s3_pit;
