@@ -124,6 +124,19 @@ impl opendal::layers::RetryInterceptor for RetryLog {
     }
 }
 
+/// An error's message with its causes after it: reqwest keeps them out of its own message, and
+/// "error sending request" alone says nothing.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Turns an OpenDAL error of `operation` on `storage` into the crate's: a missing object is
 /// [`Error::BlobNotFound`], a refused credential [`Error::StorageAccessDenied`] (both name the
 /// store), anything else [`Error::StorageRequest`].
