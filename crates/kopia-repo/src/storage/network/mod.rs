@@ -19,11 +19,13 @@ pub mod webdav;
 use std::future::Future;
 use std::sync::mpsc;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
 use opendal::layers::{RetryLayer, TimeoutLayer};
 
 use crate::error::Error;
+use crate::storage::BlobMetadata;
 
 /// How long one request may take before it counts as failed (and is retried): Kopia's
 /// retrying wrapper has no per-request limit, but a hung connection must not hang a refresh.
@@ -121,6 +123,19 @@ impl opendal::layers::RetryInterceptor for RetryLog {
             event.err.kind(),
             event.err.message()
         );
+    }
+}
+
+/// A blob as an OpenDAL listing shows it: its length and modification time (the epoch where
+/// the store gives none).
+pub(crate) fn listed_blob(id: &str, metadata: &opendal::Metadata) -> BlobMetadata {
+    let modified = metadata
+        .last_modified()
+        .map_or(SystemTime::UNIX_EPOCH, SystemTime::from);
+    BlobMetadata {
+        id: id.to_string(),
+        length: metadata.content_length(),
+        timestamp: DateTime::<Utc>::from(modified),
     }
 }
 

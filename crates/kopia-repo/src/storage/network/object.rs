@@ -3,12 +3,8 @@
 //! concatenation (it need not end in `/`), listed with the `/` delimiter. Kopia: repo/blob/s3
 //! (getObjectNameString, ListBlobs).
 
-use std::time::SystemTime;
-
-use chrono::{DateTime, Utc};
-
 use super::range::{read_range, RangeFailure};
-use super::{block_on, request_error};
+use super::{block_on, listed_blob, request_error};
 use crate::client::Password;
 use crate::error::{Error, Result};
 use crate::storage::{BlobMetadata, BlobReader, BlobWriter};
@@ -151,15 +147,7 @@ impl BlobReader for ObjectStorage {
             .filter(|entry| entry.metadata().is_file())
             .filter_map(|entry| {
                 let id = self.blob_id(entry.path(), prefix)?;
-                let metadata = entry.metadata();
-                let timestamp = metadata
-                    .last_modified()
-                    .map_or(SystemTime::UNIX_EPOCH, SystemTime::from);
-                Some(BlobMetadata {
-                    id: id.to_string(),
-                    length: metadata.content_length(),
-                    timestamp: DateTime::<Utc>::from(timestamp),
-                })
+                Some(listed_blob(id, entry.metadata()))
             })
             .collect();
         blobs.sort_by(|a, b| a.id.cmp(&b.id));

@@ -3,14 +3,11 @@
 //! it, driven by the root's `.shards` file, through any OpenDAL operator rooted at the tree.
 //! The local-disk twin is [`crate::storage::filesystem`]; both map IDs the same way.
 
-use std::collections::VecDeque;
-use std::time::SystemTime;
-
-use chrono::{DateTime, Utc};
 use opendal::{ErrorKind, Operator};
+use std::collections::VecDeque;
 
 use super::range::{read_range, RangeFailure};
-use super::{block_on, request_error};
+use super::{block_on, listed_blob, request_error};
 use crate::error::{Error, Result};
 use crate::storage::sharded::{
     blob_file_path, blob_id_of_file, prefix_compatible, ShardingParameters, SHARDS_FILE,
@@ -180,14 +177,7 @@ async fn list_tree(
             if !id.starts_with(prefix.as_str()) {
                 continue;
             }
-            let timestamp = metadata
-                .last_modified()
-                .map_or(SystemTime::UNIX_EPOCH, SystemTime::from);
-            blobs.push(BlobMetadata {
-                id: id.to_string(),
-                length: metadata.content_length(),
-                timestamp: DateTime::<Utc>::from(timestamp),
-            });
+            blobs.push(listed_blob(id, metadata));
         }
     }
 }
