@@ -1,11 +1,12 @@
 //! Small helpers shared by the side-by-side benchmarks (`cargo bench -p kopia-notify`).
 
+use std::ffi::OsStr;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::PASSWORD;
+use crate::{KopiaRepo, PASSWORD};
 
 /// A whole-number setting from the environment, e.g. `BENCH_ROUNDS`.
 pub fn env_or(name: &str, default: usize) -> usize {
@@ -104,4 +105,38 @@ pub fn add_older_snapshot_copies(
         store.write(&writer, batch, &[]).unwrap();
     }
     originals.len()
+}
+
+/// Kopia's part of a health benchmark's repository, all made by Kopia itself: `sources` source
+/// directories; the global policy (given an interval) and, in one `policy set` over many
+/// targets, `policies - 1` path policies of `path_policy` (e.g. `--snapshot-interval=1h`) on
+/// the first sources; then one snapshot of every source in one `snapshot create`. Returns the
+/// source directories, sorted.
+pub fn kopia_sources_with_policies(
+    repo: &KopiaRepo,
+    sources: usize,
+    policies: usize,
+    path_policy: &[&str],
+) -> Vec<PathBuf> {
+    let tree = repo.make_tree(sources, 1);
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&tree)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    repo.set_global_policy(&["--snapshot-interval=6h"]);
+    let mut args: Vec<&OsStr> = ["policy", "set"].iter().map(OsStr::new).collect();
+    args.extend(path_policy.iter().map(OsStr::new));
+    args.extend(dirs[..policies - 1].iter().map(|d| d.as_os_str()));
+    repo.run_ok(&args);
+    let mut args = vec![OsStr::new("snapshot"), OsStr::new("create")];
+    args.extend(dirs.iter().map(|d| d.as_os_str()));
+    repo.run_ok(&args);
+    dirs
+}
+
+/// How many manifests of `manifest_type` (`snapshot`, `policy`) Kopia lists in `repo`.
+pub fn kopia_manifest_count(repo: &KopiaRepo, manifest_type: &str) -> usize {
+    let listed = repo.manifest_list_json(&[&format!("type:{manifest_type}")]);
+    listed.as_array().unwrap().len()
 }

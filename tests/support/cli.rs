@@ -27,6 +27,14 @@ pub fn command(bin: &str, config: &Path) -> Command {
     cmd
 }
 
+/// Runs `bin --config-file=<config> <args>` (as [`command`] prepares it) to completion.
+pub fn output(bin: &str, config: &Path, args: &[&str]) -> Output {
+    command(bin, config)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"))
+}
+
 /// The standard output of a run that must have succeeded (else its stderr is the panic).
 #[track_caller]
 pub fn stdout_ok(out: Output) -> String {

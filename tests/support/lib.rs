@@ -13,6 +13,7 @@ pub mod servers_objects;
 pub mod servers_sftp;
 pub mod servers_webdav;
 pub mod session_bus;
+pub mod shared_repo;
 pub mod unprivileged;
 use std::ffi::OsStr;
 use std::fs::{self, File};

@@ -14,12 +14,13 @@
 //! Run: `cargo bench -p kopia-notifications --bench refresh` (`BENCH_SOURCES`,
 //! `BENCH_PER_SOURCE`, `BENCH_ROUNDS` override the defaults).
 
-use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{Duration, Utc};
-use kopia_fixtures::bench::{add_older_snapshot_copies, env_or, median};
+use kopia_fixtures::bench::{
+    add_older_snapshot_copies, env_or, kopia_manifest_count, kopia_sources_with_policies, median,
+};
 use kopia_fixtures::{require_kopia, CreateOptions, KopiaRepo, HOSTNAME, PASSWORD, USERNAME};
 use kopia_notifications::health::live::LiveChecks;
 use kopia_notifications::kopia_store::KopiaManifests;
@@ -35,24 +36,15 @@ const KOPIA_POLICIES: usize = 50;
 /// Kopia's repository: `sources` sources snapshotted once, the global policy and
 /// `KOPIA_POLICIES - 1` path policies; then `per_source - 1` older copies of every snapshot.
 fn build(repo: &KopiaRepo, sources: usize, per_source: usize, owner: &SessionOwner) {
-    let tree = repo.make_tree(sources, 1);
-    let mut dirs: Vec<_> = std::fs::read_dir(&tree)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
-    repo.set_global_policy(&["--snapshot-interval=6h"]);
-    let mut args = vec![
-        OsStr::new("policy"),
-        OsStr::new("set"),
-        OsStr::new("--snapshot-interval=1h"),
-        OsStr::new("--snapshot-time-crontab=30 */2 * * *"),
-    ];
-    args.extend(dirs[..KOPIA_POLICIES - 1].iter().map(|d| d.as_os_str()));
-    repo.run_ok(&args);
-    let mut args = vec![OsStr::new("snapshot"), OsStr::new("create")];
-    args.extend(dirs.iter().map(|d| d.as_os_str()));
-    repo.run_ok(&args);
+    kopia_sources_with_policies(
+        repo,
+        sources,
+        KOPIA_POLICIES,
+        &[
+            "--snapshot-interval=1h",
+            "--snapshot-time-crontab=30 */2 * * *",
+        ],
+    );
 
     let repository = Repository::open_filesystem(&repo.repo_dir(), PASSWORD).unwrap();
     assert_eq!(
@@ -80,16 +72,8 @@ fn main() {
     let setup = Instant::now();
     let repo = KopiaRepo::create(&kopia, &CreateOptions::default());
     build(&repo, sources, per_source, &owner);
-    let snapshots = repo
-        .manifest_list_json(&["type:snapshot"])
-        .as_array()
-        .unwrap()
-        .len();
-    let policies = repo
-        .manifest_list_json(&["type:policy"])
-        .as_array()
-        .unwrap()
-        .len();
+    let snapshots = kopia_manifest_count(&repo, "snapshot");
+    let policies = kopia_manifest_count(&repo, "policy");
     println!(
         "repository: {snapshots} snapshots of {sources} sources, {policies} Kopia policies, set up in {:.1?}",
         setup.elapsed()

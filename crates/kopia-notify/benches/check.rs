@@ -13,11 +13,13 @@
 //! `BENCH_ROUNDS` override the defaults; `BENCH_KEEP=1` leaves the repository behind and prints
 //! its client config).
 
-use std::ffi::OsStr;
 use std::path::Path;
 use std::time::Instant;
 
-use kopia_fixtures::bench::{add_older_snapshot_copies, env_or, median, repository_command, timed};
+use kopia_fixtures::bench::{
+    add_older_snapshot_copies, env_or, kopia_manifest_count, kopia_sources_with_policies, median,
+    repository_command, timed,
+};
 use kopia_fixtures::{require_kopia, CreateOptions, KopiaRepo, HOSTNAME, PASSWORD, USERNAME};
 use kopia_repo::content::writer::SessionOwner;
 use kopia_repo::repository::Repository;
@@ -36,26 +38,12 @@ fn main() {
 
     let setup = Instant::now();
     let repo = KopiaRepo::create(&kopia, &CreateOptions::default());
-    let tree = repo.make_tree(sources, 1);
-    let mut dirs: Vec<_> = std::fs::read_dir(&tree)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
-    // Policies first: the global one (Kopia's own, given an interval) and one per source for
-    // the rest, in one `policy set` over many targets.
-    repo.set_global_policy(&["--snapshot-interval=6h"]);
-    let mut args = vec![
-        OsStr::new("policy"),
-        OsStr::new("set"),
-        OsStr::new("--snapshot-interval=1h"),
-        OsStr::new("--snapshot-time=03:00"),
-    ];
-    args.extend(dirs[..KOPIA_POLICIES - 1].iter().map(|d| d.as_os_str()));
-    repo.run_ok(&args);
-    let mut args = vec![OsStr::new("snapshot"), OsStr::new("create")];
-    args.extend(dirs.iter().map(|d| d.as_os_str()));
-    repo.run_ok(&args);
+    let dirs = kopia_sources_with_policies(
+        &repo,
+        sources,
+        KOPIA_POLICIES,
+        &["--snapshot-interval=1h", "--snapshot-time=03:00"],
+    );
 
     let ours_bin = Path::new(env!("CARGO_BIN_EXE_kopia-notify"));
     let config = repo.config_file();
@@ -88,16 +76,8 @@ fn main() {
         sources
     );
     let manifests = repo.manifest_list_json(&[]).as_array().unwrap().len();
-    let snapshots = repo
-        .manifest_list_json(&["type:snapshot"])
-        .as_array()
-        .unwrap()
-        .len();
-    let policies = repo
-        .manifest_list_json(&["type:policy"])
-        .as_array()
-        .unwrap()
-        .len();
+    let snapshots = kopia_manifest_count(&repo, "snapshot");
+    let policies = kopia_manifest_count(&repo, "policy");
     println!(
         "repository: {manifests} manifests ({snapshots} snapshots of {sources} sources, {policies} Kopia policies, 3 of ours), set up in {:.1?}",
         setup.elapsed()

@@ -5,62 +5,33 @@
 //! notification Kopia sees, and Kopia's full content verification and full maintenance still
 //! pass afterwards.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
 
-use kopia_fixtures::cli::{self, stdout_ok};
+use kopia_fixtures::cli;
 use kopia_fixtures::servers_objects::{require_azurite, AzuriteServer};
-use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
-use kopia_repo::client;
-use kopia_repo::repository::Repository;
-use kopia_repo::storage::counting::CountingStorage;
-use kopia_repo::storage::BlobWriter;
+use kopia_fixtures::shared_repo::{
+    edited_config, kopia_repository_with_two_snapshots, our_blob_ids, snapshot_count, CountedStore,
+    SharedRepo,
+};
+use kopia_fixtures::{require_kopia, KopiaRepo};
 
 const CONTAINER: &str = "kopia-notifier-test";
 /// Not ending in `/` and with a `/` inside: Kopia concatenates, it does not join.
 const PREFIX: &str = "team-a/host1-";
 
 fn kopia_notify(config: &Path, args: &[&str]) -> Output {
-    cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config)
-        .args(args)
-        .output()
-        .expect("run kopia-notify")
+    cli::output(env!("CARGO_BIN_EXE_kopia-notify"), config, args)
 }
 
 /// A repository Kopia created in the Azurite container, with two snapshots.
 fn kopia_repository_on(azurite: &AzuriteServer) -> Option<KopiaRepo> {
     let kopia = require_kopia()?;
     azurite.create_container(CONTAINER);
-    let repo = KopiaRepo::create_on(&kopia, &azurite.kopia_create_args(CONTAINER, PREFIX));
-    for _ in 0..2 {
-        let tree = repo.make_tree(2, 3);
-        repo.snapshot(&tree);
-    }
-    Some(repo)
-}
-
-fn kopia_manifest_list(repo: &KopiaRepo) -> String {
-    repo.run_ok(&["manifest", "list", "--json"])
-}
-
-/// A copy of Kopia's `repository.config` with `edit` applied to its storage config.
-fn edited_config(
-    repo: &KopiaRepo,
-    dir: &Path,
-    edit: impl FnOnce(&mut serde_json::Value),
-) -> PathBuf {
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo.config_file()).unwrap()).unwrap();
-    edit(&mut config["storage"]["config"]);
-    let path = dir.join("repository.config");
-    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
-    std::fs::copy(
-        repo.password_file(),
-        dir.join("repository.config.kopia-password"),
-    )
-    .unwrap();
-    path
+    Some(kopia_repository_with_two_snapshots(
+        &kopia,
+        &azurite.kopia_create_args(CONTAINER, PREFIX),
+    ))
 }
 
 #[test]
@@ -72,52 +43,17 @@ fn kopia_and_we_share_a_repository_in_an_azure_container() {
         return;
     };
     let config = repo.config_file();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
-
-    // What we send, Kopia lists; the repository stays one Kopia verifies and maintains.
-    let out = kopia_notify(
-        &config,
-        &[
-            "send",
-            "--severity=warning",
-            "--to=all",
-            "--title=Backup failed on Azure",
-        ],
-    );
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let listed = repo.manifest_list_json(&["type:notification"]);
-    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
-    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
-    repo.content_verify();
-    repo.maintenance_full();
-    repo.content_verify();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    assert!(ours.contains(&id));
+    let shared = SharedRepo::new(&repo, |args| kopia_notify(&config, args));
+    assert_eq!(snapshot_count(&shared.assert_same_manifests()), 2);
+    let (id, _) = shared.send_notification("warning", "Backup failed on Azure");
+    shared.assert_kopia_verifies_and_maintains(&[&id], || repo.maintenance_full());
 
     // Every blob of the container is `<prefix><blob ID>`, and we list the blobs Kopia lists.
     let theirs: Vec<String> = repo.blob_list("").into_iter().map(|b| b.id).collect();
     assert!(theirs.iter().any(|id| id == "kopia.repository"));
     let expected: Vec<String> = theirs.iter().map(|id| format!("{PREFIX}{id}")).collect();
     assert_eq!(azurite.blob_names(CONTAINER), expected);
-    let client = client::load(&config).unwrap();
-    let ours: Vec<String> = client
-        .open_storage()
-        .unwrap()
-        .reader()
-        .list_blobs("")
-        .unwrap()
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
-    assert_eq!(ours, theirs);
+    assert_eq!(our_blob_ids(&repo), theirs);
 }
 
 #[test]
@@ -128,34 +64,14 @@ fn an_unchanged_container_refreshes_with_one_request_and_no_reads() {
     let Some(repo) = kopia_repository_on(&azurite) else {
         return;
     };
-    let client = client::load(&repo.config_file()).unwrap();
-    let writer = Arc::clone(client.open_storage().unwrap().writer().unwrap());
-    let counting = Arc::new(CountingStorage::new(writer));
-    let repository =
-        Repository::open(Arc::clone(&counting) as Arc<dyn BlobWriter>, PASSWORD).unwrap();
-    let mut store = repository.manifest_store();
-    let first = store.refresh().unwrap();
-    assert!(first.changed && first.contents_read > 0);
-
-    counting.take_counts();
+    let mut store = CountedStore::open(&repo);
     let served = azurite.requests_served();
-    let idle = store.refresh().unwrap();
-    let counts = counting.take_counts();
-    assert!(!idle.changed);
-    assert_eq!((counts.lists, counts.gets), (1, 0), "{counts:?}");
+    store.assert_unchanged_refresh_lists_once();
     // Counted at the server too: one List Blobs request (under 5,000 index blobs a page).
     assert_eq!(azurite.requests_served() - served, 1);
 
-    let tree = repo.make_tree(1, 1);
-    repo.snapshot(&tree);
-    let update = store.refresh().unwrap();
-    let counts = counting.take_counts();
-    assert!(update.changed);
-    assert_eq!(counts.lists, 1);
-    assert_eq!(
-        counts.gets as usize,
-        update.index_blobs_read + update.contents_read
-    );
+    repo.snapshot(&repo.make_tree(1, 1));
+    store.assert_changed_refresh_reads_only_what_changed();
 }
 
 #[test]
@@ -223,21 +139,9 @@ fn a_sas_token_reads_and_writes_and_its_signature_is_never_shown() {
         storage.as_object_mut().unwrap().remove("storageKey");
         storage["sasToken"] = token.clone().into();
     });
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    let payload = dir.path().join("payload.json");
-    std::fs::write(&payload, r#"{"title": "written with a SAS token"}"#).unwrap();
-    let id = stdout_ok(kopia_notify(
-        &config,
-        &[
-            "manifest",
-            "put",
-            "--label=type:sasTest",
-            &format!("--file={}", payload.display()),
-        ],
-    ));
-    let listed = repo.manifest_list_json(&["type:sasTest"]);
-    assert_eq!(listed[0]["id"], id.trim(), "{listed}");
+    let shared = SharedRepo::new(&repo, |args| kopia_notify(&config, args));
+    shared.assert_same_manifests();
+    shared.put_manifest("sasTest", "written with a SAS token");
 
     azurite.stop();
     let out = kopia_notify(&config, &["manifest", "list", "--json"]);

@@ -7,16 +7,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
 
-use kopia_fixtures::cli::{self, stdout_ok};
+use kopia_fixtures::cli;
 use kopia_fixtures::servers_b2::B2Fake;
-use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
+use kopia_fixtures::shared_repo::{
+    kopia_repository_with_two_snapshots, our_blob_ids, snapshot_count, CountedStore, SharedRepo,
+};
+use kopia_fixtures::{require_kopia, KopiaRepo};
 use kopia_repo::client;
 use kopia_repo::error::Error;
-use kopia_repo::repository::Repository;
 use kopia_repo::storage::factory::{self, Access, StorageConfig, StorageKind};
-use kopia_repo::storage::{BlobWriter, Storage};
+use kopia_repo::storage::Storage;
 
 const BUCKET: &str = "kopia-notifier-b2";
 /// Not ending in `/` and with a `/` inside: Kopia concatenates, it does not join.
@@ -29,16 +30,13 @@ fn fake(test: &str) -> B2Fake {
 }
 
 fn kopia_notify(config: &Path, args: &[&str]) -> Output {
-    cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config)
-        .args(args)
-        .output()
-        .expect("run kopia-notify")
+    cli::output(env!("CARGO_BIN_EXE_kopia-notify"), config, args)
 }
 
 /// A repository Kopia created in the fake's bucket, with two snapshots.
 fn kopia_repository_on(test: &str) -> Option<KopiaRepo> {
     let kopia = require_kopia()?;
-    let repo = KopiaRepo::create_on(
+    Some(kopia_repository_with_two_snapshots(
         &kopia,
         &[
             "b2".to_owned(),
@@ -47,16 +45,7 @@ fn kopia_repository_on(test: &str) -> Option<KopiaRepo> {
             format!("--key-id=005{test}"),
             format!("--key={KEY}"),
         ],
-    );
-    for _ in 0..2 {
-        let tree = repo.make_tree(2, 3);
-        repo.snapshot(&tree);
-    }
-    Some(repo)
-}
-
-fn kopia_manifest_list(repo: &KopiaRepo) -> String {
-    repo.run_ok(&["manifest", "list", "--json"])
+    ))
 }
 
 fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
@@ -82,41 +71,20 @@ fn kopia_and_we_share_a_repository_in_a_b2_bucket() {
         assert!(kopia_calls.contains_key(call), "{call}: {kopia_calls:?}");
     }
     let config = repo.config_file();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
-
-    // What we write, Kopia reads; the repository stays one Kopia verifies and maintains.
-    let dir = tempfile::tempdir().unwrap();
-    let payload = dir.path().join("payload.json");
-    std::fs::write(&payload, r#"{"title": "Backup failed on B2"}"#).unwrap();
-    let id = stdout_ok(kopia_notify(
-        &config,
-        &[
-            "manifest",
-            "put",
-            "--label=type:b2Test",
-            &format!("--file={}", payload.display()),
-        ],
-    ))
-    .trim()
-    .to_owned();
-    let listed = repo.manifest_list_json(&["type:b2Test"]);
-    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
-    repo.content_verify();
-    b2.take_counts();
-    repo.maintenance_full();
-    // Kopia deletes by hiding (the files Kopia dropped are hidden, not gone), and looks
-    // blobs up by version (b2_list_file_versions, b2_get_file_info) on the way.
-    let maintenance_calls = b2.take_counts();
-    assert!(
-        maintenance_calls.get("b2_hide_file") > Some(&0) && !b2.hidden_files().is_empty(),
-        "{maintenance_calls:?}"
-    );
-    repo.content_verify();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    assert!(ours.contains(&id));
+    let shared = SharedRepo::new(&repo, |args| kopia_notify(&config, args));
+    assert_eq!(snapshot_count(&shared.assert_same_manifests()), 2);
+    let id = shared.put_manifest("b2Test", "Backup failed on B2");
+    shared.assert_kopia_verifies_and_maintains(&[&id], || {
+        b2.take_counts();
+        repo.maintenance_full();
+        // Kopia deletes by hiding (the files Kopia dropped are hidden, not gone), and looks
+        // blobs up by version (b2_list_file_versions, b2_get_file_info) on the way.
+        let maintenance_calls = b2.take_counts();
+        assert!(
+            maintenance_calls.get("b2_hide_file") > Some(&0) && !b2.hidden_files().is_empty(),
+            "{maintenance_calls:?}"
+        );
+    });
 
     // Every file sits under the prefix, as `<prefix><blob ID>`, and we list what Kopia lists.
     let visible = b2.visible_files();
@@ -125,20 +93,13 @@ fn kopia_and_we_share_a_repository_in_a_b2_bucket() {
         "{visible:?}"
     );
     assert!(visible.contains(&format!("{PREFIX}kopia.repository")));
-    let client = client::load(&config).unwrap();
-    let storage = client.open_storage().unwrap();
-    let ours: Vec<String> = storage
-        .reader()
-        .list_blobs("")
-        .unwrap()
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
     let mut theirs: Vec<String> = repo.blob_list("").into_iter().map(|b| b.id).collect();
     theirs.sort();
-    assert_eq!(ours, theirs);
+    assert_eq!(our_blob_ids(&repo), theirs);
 
     // Deleting hides the file, as Kopia does; Kopia no longer sees it.
+    let client = client::load(&config).unwrap();
+    let storage = client.open_storage().unwrap();
     let writer = storage.writer().unwrap();
     writer.put_blob("xb2probe", b"probe").unwrap();
     assert_eq!(
@@ -158,23 +119,14 @@ fn an_unchanged_bucket_refreshes_with_one_listing_and_no_downloads() {
     let Some(repo) = kopia_repository_on("refresh") else {
         return;
     };
-    let client = client::load(&repo.config_file()).unwrap();
-    let writer = Arc::clone(client.open_storage().unwrap().writer().unwrap());
-    let repository = Repository::open(writer, PASSWORD).unwrap();
-    let mut store = repository.manifest_store();
-    let first = store.refresh().unwrap();
-    assert!(first.changed && first.contents_read > 0);
-
+    let mut store = CountedStore::open(&repo);
     b2.take_counts();
-    let idle = store.refresh().unwrap();
-    assert!(!idle.changed);
+    store.assert_unchanged_refresh_lists_once();
     assert_eq!(b2.take_counts(), counts(&[("b2_list_file_names", 1)]));
 
-    let tree = repo.make_tree(1, 1);
-    repo.snapshot(&tree);
+    repo.snapshot(&repo.make_tree(1, 1));
     b2.take_counts();
-    let update = store.refresh().unwrap();
-    assert!(update.changed);
+    let update = store.assert_changed_refresh_reads_only_what_changed();
     let seen = b2.take_counts();
     assert_eq!(seen.get("b2_list_file_names"), Some(&1), "{seen:?}");
     assert_eq!(
@@ -316,6 +268,5 @@ fn busy_answers_are_retried_and_a_restarted_fake_is_used_again() {
     // Back, with its files: the same storage and a new process both carry on.
     b2.restart();
     assert_eq!(reader.list_blobs("").unwrap(), before);
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, kopia_manifest_list(&repo));
+    SharedRepo::new(&repo, |args| kopia_notify(&config, args)).assert_same_manifests();
 }

@@ -4,20 +4,19 @@
 //! lists manifests exactly as Kopia does, sends a notification Kopia sees, and Kopia's full
 //! content verification and full maintenance still pass afterwards.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
-use kopia_fixtures::cli::{self, stdout_ok};
+use kopia_fixtures::cli;
 use kopia_fixtures::servers_objects::{
     require_fake_gcs, FakeGcsServer, RefusingServer, GCS_EMULATOR_ENV,
 };
-use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
-use kopia_repo::client;
-use kopia_repo::repository::Repository;
-use kopia_repo::storage::counting::CountingStorage;
-use kopia_repo::storage::BlobWriter;
+use kopia_fixtures::shared_repo::{
+    assert_refreshes_read_only_what_changed, edited_config, kopia_repository_with_two_snapshots,
+    our_blob_ids, snapshot_count, SharedRepo,
+};
+use kopia_fixtures::{require_kopia, KopiaRepo};
 
 /// Not ending in `/` and with a `/` inside: Kopia concatenates, it does not join.
 const PREFIX: &str = "team-a/host1-";
@@ -42,7 +41,7 @@ fn kopia_notify(config: &Path, args: &[&str], emulator: Option<&str>) -> Output 
 fn kopia_repository_on(gcs: &FakeGcsServer) -> Option<(KopiaRepo, String)> {
     let kopia = require_kopia()?;
     let bucket = new_bucket(gcs);
-    let repo = KopiaRepo::create_on(
+    let repo = kopia_repository_with_two_snapshots(
         &kopia,
         &[
             "gcs".to_owned(),
@@ -50,34 +49,7 @@ fn kopia_repository_on(gcs: &FakeGcsServer) -> Option<(KopiaRepo, String)> {
             format!("--prefix={PREFIX}"),
         ],
     );
-    for _ in 0..2 {
-        let tree = repo.make_tree(2, 3);
-        repo.snapshot(&tree);
-    }
     Some((repo, bucket))
-}
-
-fn kopia_manifest_list(repo: &KopiaRepo) -> String {
-    repo.run_ok(&["manifest", "list", "--json"])
-}
-
-/// A copy of Kopia's `repository.config` with `edit` applied to its storage config.
-fn edited_config(
-    repo: &KopiaRepo,
-    dir: &Path,
-    edit: impl FnOnce(&mut serde_json::Value),
-) -> PathBuf {
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo.config_file()).unwrap()).unwrap();
-    edit(&mut config["storage"]["config"]);
-    let path = dir.join("repository.config");
-    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
-    std::fs::copy(
-        repo.password_file(),
-        dir.join("repository.config.kopia-password"),
-    )
-    .unwrap();
-    path
 }
 
 #[test]
@@ -89,53 +61,17 @@ fn kopia_and_we_share_a_repository_in_a_gcs_bucket() {
         return;
     };
     let config = repo.config_file();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"], None));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
-
-    // What we send, Kopia lists; the repository stays one Kopia verifies and maintains.
-    let out = kopia_notify(
-        &config,
-        &[
-            "send",
-            "--severity=warning",
-            "--to=all",
-            "--title=Backup failed on GCS",
-        ],
-        None,
-    );
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let listed = repo.manifest_list_json(&["type:notification"]);
-    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
-    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
-    repo.content_verify();
-    repo.maintenance_full();
-    repo.content_verify();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"], None));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    assert!(ours.contains(&id));
+    let shared = SharedRepo::new(&repo, |args| kopia_notify(&config, args, None));
+    assert_eq!(snapshot_count(&shared.assert_same_manifests()), 2);
+    let (id, _) = shared.send_notification("warning", "Backup failed on GCS");
+    shared.assert_kopia_verifies_and_maintains(&[&id], || repo.maintenance_full());
 
     // Every object of the bucket is `<prefix><blob ID>`, and we list the blobs Kopia lists.
     let theirs: Vec<String> = repo.blob_list("").into_iter().map(|b| b.id).collect();
     assert!(theirs.iter().any(|id| id == "kopia.repository"));
     let expected: Vec<String> = theirs.iter().map(|id| format!("{PREFIX}{id}")).collect();
     assert_eq!(gcs.object_names(&bucket), expected);
-    let client = client::load(&config).unwrap();
-    let ours: Vec<String> = client
-        .open_storage()
-        .unwrap()
-        .reader()
-        .list_blobs("")
-        .unwrap()
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
-    assert_eq!(ours, theirs);
+    assert_eq!(our_blob_ids(&repo), theirs);
 }
 
 #[test]
@@ -146,32 +82,8 @@ fn an_unchanged_bucket_refreshes_with_one_listing_and_no_reads() {
     let Some((repo, _)) = kopia_repository_on(gcs) else {
         return;
     };
-    let client = client::load(&repo.config_file()).unwrap();
-    let writer = Arc::clone(client.open_storage().unwrap().writer().unwrap());
-    let counting = Arc::new(CountingStorage::new(writer));
-    let repository =
-        Repository::open(Arc::clone(&counting) as Arc<dyn BlobWriter>, PASSWORD).unwrap();
-    let mut store = repository.manifest_store();
-    let first = store.refresh().unwrap();
-    assert!(first.changed && first.contents_read > 0);
-
-    counting.take_counts();
-    let idle = store.refresh().unwrap();
-    let counts = counting.take_counts();
-    assert!(!idle.changed);
     // One list call is one objects.list request while the prefix holds under 1,000 index blobs.
-    assert_eq!((counts.lists, counts.gets), (1, 0), "{counts:?}");
-
-    let tree = repo.make_tree(1, 1);
-    repo.snapshot(&tree);
-    let update = store.refresh().unwrap();
-    let counts = counting.take_counts();
-    assert!(update.changed);
-    assert_eq!(counts.lists, 1);
-    assert_eq!(
-        counts.gets as usize,
-        update.index_blobs_read + update.contents_read
-    );
+    assert_refreshes_read_only_what_changed(&repo);
 }
 
 #[test]
@@ -187,13 +99,9 @@ fn a_read_only_config_reads_and_writes_nothing() {
         storage["readOnly"] = serde_json::Value::Bool(true);
     });
     let before = gcs.object_names(&bucket);
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"], None));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    let out = kopia_notify(
-        &config,
-        &["send", "--to=all", "--title=never written"],
-        None,
-    );
+    let shared = SharedRepo::new(&repo, |args| kopia_notify(&config, args, None));
+    shared.assert_same_manifests();
+    let out = shared.kopia_notify(&["send", "--to=all", "--title=never written"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(

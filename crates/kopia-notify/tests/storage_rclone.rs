@@ -8,8 +8,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use kopia_fixtures::cli::{self, stdout_ok};
+use kopia_fixtures::cli;
 use kopia_fixtures::servers_webdav::require_rclone;
+use kopia_fixtures::shared_repo::SharedRepo;
 use kopia_fixtures::{require_kopia, KopiaRepo};
 use tempfile::TempDir;
 
@@ -76,51 +77,18 @@ fn kopia_and_we_share_a_repository_behind_rclone() {
     repo.snapshot(&tree);
     let tmp = TempDir::new().unwrap();
     let config = repo.config_file();
-
-    let ours = stdout_ok(kopia_notify(
-        &config,
-        tmp.path(),
-        &["manifest", "list", "--json"],
-    ));
-    assert_eq!(ours, repo.run_ok(&["manifest", "list", "--json"]));
-    no_rclone_left(&remote, tmp.path());
-
-    let out = kopia_notify(
-        &config,
-        tmp.path(),
-        &[
-            "send",
-            "--severity=warning",
-            "--to=all",
-            "--title",
-            "Backup failed behind rclone",
-        ],
-    );
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    assert!(!id.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
-    no_rclone_left(&remote, tmp.path());
-    let listed = repo.manifest_list_json(&["type:notification"]);
-    assert!(
-        listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["id"] == id.as_str()),
-        "{listed}"
-    );
-    repo.content_verify();
-    repo.maintenance_full();
-    let ours = stdout_ok(kopia_notify(
-        &config,
-        tmp.path(),
-        &["manifest", "list", "--json"],
-    ));
-    assert_eq!(ours, repo.run_ok(&["manifest", "list", "--json"]));
-    assert!(ours.contains(&id));
+    // Each run of our CLI starts its own rclone, and leaves none running once it exits.
+    let shared = SharedRepo::new(&repo, |args| {
+        let out = kopia_notify(&config, tmp.path(), args);
+        no_rclone_left(&remote, tmp.path());
+        out
+    });
+    shared.assert_same_manifests();
+    let (id, _) = shared.send_notification("warning", "Backup failed behind rclone");
+    shared.assert_kopia_verifies_and_maintains(&[&id], || repo.maintenance_full());
     // The remote holds Kopia's sharded layout, our blobs included.
     assert!(remote_dir.path().join(".shards").is_file());
     assert!(remote_dir.path().join("kopia.repository.f").is_file());
-    no_rclone_left(&remote, tmp.path());
 }
 
 #[test]

@@ -5,32 +5,28 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
 
-use kopia_fixtures::cli::{self, stdout_ok};
+use kopia_fixtures::cli;
 use kopia_fixtures::servers::{require_moto, MotoServer};
-use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
-use kopia_repo::client;
-use kopia_repo::repository::Repository;
-use kopia_repo::storage::counting::CountingStorage;
-use kopia_repo::storage::BlobWriter;
+use kopia_fixtures::shared_repo::{
+    assert_refreshes_read_only_what_changed, kopia_repository_with_two_snapshots, our_blob_ids,
+    snapshot_count, SharedRepo,
+};
+use kopia_fixtures::{require_kopia, KopiaRepo};
 
 const BUCKET: &str = "kopia-notifier-test";
 /// Not ending in `/` and with a `/` inside: Kopia concatenates, it does not join.
 const PREFIX: &str = "team-a/host1-";
 
 fn kopia_notify(config: &Path, args: &[&str]) -> Output {
-    cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config)
-        .args(args)
-        .output()
-        .expect("run kopia-notify")
+    cli::output(env!("CARGO_BIN_EXE_kopia-notify"), config, args)
 }
 
 /// A repository Kopia created in the moto bucket, with two snapshots.
 fn kopia_repository_on(moto: &MotoServer) -> Option<KopiaRepo> {
     let kopia = require_kopia()?;
     moto.create_bucket(BUCKET);
-    let repo = KopiaRepo::create_on(
+    Some(kopia_repository_with_two_snapshots(
         &kopia,
         &[
             "s3".to_owned(),
@@ -41,16 +37,7 @@ fn kopia_repository_on(moto: &MotoServer) -> Option<KopiaRepo> {
             "--access-key=AKIAKOPIANOTIFIER".to_owned(),
             "--secret-access-key=kopia-notifier-secret".to_owned(),
         ],
-    );
-    for _ in 0..2 {
-        let tree = repo.make_tree(2, 3);
-        repo.snapshot(&tree);
-    }
-    Some(repo)
-}
-
-fn kopia_manifest_list(repo: &KopiaRepo) -> String {
-    repo.run_ok(&["manifest", "list", "--json"])
+    ))
 }
 
 #[test]
@@ -60,49 +47,17 @@ fn kopia_and_we_share_a_repository_in_an_s3_bucket() {
         return;
     };
     let config = repo.config_file();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
-
-    // What we write, Kopia reads; the repository stays one Kopia verifies and maintains.
-    let dir = tempfile::tempdir().unwrap();
-    let payload = dir.path().join("payload.json");
-    std::fs::write(&payload, r#"{"title": "Backup failed on S3"}"#).unwrap();
-    let id = stdout_ok(kopia_notify(
-        &config,
-        &[
-            "manifest",
-            "put",
-            "--label=type:s3Test",
-            &format!("--file={}", payload.display()),
-        ],
-    ))
-    .trim()
-    .to_owned();
-    let listed = repo.manifest_list_json(&["type:s3Test"]);
-    assert_eq!(listed[0]["id"], id.as_str(), "{listed}");
-    repo.content_verify();
-    repo.maintenance_full();
-    repo.content_verify();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    assert!(ours.contains(&id));
+    let shared = SharedRepo::new(&repo, |args| kopia_notify(&config, args));
+    assert_eq!(snapshot_count(&shared.assert_same_manifests()), 2);
+    let id = shared.put_manifest("s3Test", "Backup failed on S3");
+    shared.assert_kopia_verifies_and_maintains(&[&id], || repo.maintenance_full());
 
     // Every object sits under the prefix, as `<prefix><blob ID>`.
     let blobs = repo.blob_list("");
     assert!(blobs.iter().any(|b| b.id == "kopia.repository"));
-    let client = client::load(&config).unwrap();
-    let storage = client.open_storage().unwrap();
-    let ours: Vec<String> = storage
-        .reader()
-        .list_blobs("")
-        .unwrap()
-        .into_iter()
-        .map(|b| b.id)
-        .collect();
     let mut theirs: Vec<String> = blobs.into_iter().map(|b| b.id).collect();
     theirs.sort();
-    assert_eq!(ours, theirs);
+    assert_eq!(our_blob_ids(&repo), theirs);
 }
 
 #[test]
@@ -111,32 +66,8 @@ fn an_unchanged_bucket_refreshes_with_one_listing_and_no_reads() {
     let Some(repo) = kopia_repository_on(&moto) else {
         return;
     };
-    let client = client::load(&repo.config_file()).unwrap();
-    let writer = Arc::clone(client.open_storage().unwrap().writer().unwrap());
-    let counting = Arc::new(CountingStorage::new(writer));
-    let repository =
-        Repository::open(Arc::clone(&counting) as Arc<dyn BlobWriter>, PASSWORD).unwrap();
-    let mut store = repository.manifest_store();
-    let first = store.refresh().unwrap();
-    assert!(first.changed && first.contents_read > 0);
-
-    counting.take_counts();
-    let idle = store.refresh().unwrap();
-    let counts = counting.take_counts();
-    assert!(!idle.changed);
     // One list call is one ListObjects request while the prefix holds under 1,000 index blobs.
-    assert_eq!((counts.lists, counts.gets), (1, 0), "{counts:?}");
-
-    let tree = repo.make_tree(1, 1);
-    repo.snapshot(&tree);
-    let update = store.refresh().unwrap();
-    let counts = counting.take_counts();
-    assert!(update.changed);
-    assert_eq!(counts.lists, 1);
-    assert_eq!(
-        counts.gets as usize,
-        update.index_blobs_read + update.contents_read
-    );
+    assert_refreshes_read_only_what_changed(&repo);
 }
 
 #[test]

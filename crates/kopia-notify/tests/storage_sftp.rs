@@ -10,27 +10,25 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 
 use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::servers_sftp::{require_sshd, require_sshd_with_password, SshServer};
-use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
+use kopia_fixtures::shared_repo::{
+    assert_refreshes_read_only_what_changed, kopia_repository_with_two_snapshots, snapshot_count,
+    SharedRepo,
+};
+use kopia_fixtures::{require_kopia, KopiaRepo};
 use kopia_repo::client;
 use kopia_repo::error::Error;
-use kopia_repo::repository::Repository;
-use kopia_repo::storage::counting::CountingStorage;
 use kopia_repo::storage::factory::{self, Access, StorageConfig, StorageKind};
 use kopia_repo::storage::sharded::{blob_file_path, ShardingParameters};
-use kopia_repo::storage::{BlobWriter, Storage};
+use kopia_repo::storage::Storage;
 use serde_json::{json, Value};
 
 const SFTP_PASSWORD: &str = "sftp-login-secret";
 
 fn kopia_notify(config: &Path, args: &[&str]) -> Output {
-    cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config)
-        .args(args)
-        .output()
-        .expect("run kopia-notify")
+    cli::output(env!("CARGO_BIN_EXE_kopia-notify"), config, args)
 }
 
 /// Kopia's `--path`, `--host`, `--port`, `--username` for a repository directory on `server`.
@@ -51,16 +49,8 @@ fn kopia_repository_on(server: &SshServer, name: &str) -> Option<(KopiaRepo, Pat
     let mut args = location_args(server, &repo_dir);
     args.push(format!("--keyfile={}", server.client_key().display()));
     args.push(format!("--known-hosts={}", server.known_hosts().display()));
-    let repo = KopiaRepo::create_on(&kopia, &args);
-    for _ in 0..2 {
-        let tree = repo.make_tree(2, 3);
-        repo.snapshot(&tree);
-    }
+    let repo = kopia_repository_with_two_snapshots(&kopia, &args);
     Some((repo, repo_dir))
-}
-
-fn kopia_manifest_list(repo: &KopiaRepo) -> String {
-    repo.run_ok(&["manifest", "list", "--json"])
 }
 
 /// `storage.config` of the connection Kopia wrote.
@@ -121,55 +111,13 @@ fn kopia_and_we_share_a_repository_over_sftp() {
         return;
     };
     let config = repo.config_file();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
-
-    // What we write, Kopia reads; the repository stays one Kopia verifies and maintains.
-    let dir = tempfile::tempdir().unwrap();
-    let payload = dir.path().join("payload.json");
-    fs::write(&payload, r#"{"title": "Backup failed over SFTP"}"#).unwrap();
-    let id = stdout_ok(kopia_notify(
-        &config,
-        &[
-            "manifest",
-            "put",
-            "--label=type:sftpTest",
-            &format!("--file={}", payload.display()),
-        ],
-    ))
-    .trim()
-    .to_owned();
-    assert_eq!(
-        repo.manifest_list_json(&["type:sftpTest"])[0]["id"],
-        id.as_str()
-    );
-    let sent = kopia_notify(
-        &config,
-        &[
-            "send",
-            "--severity",
-            "error",
-            "--to",
-            "all",
-            "--title",
-            "NAS disk failing",
-        ],
-    );
+    let shared = SharedRepo::new(&repo, |args| kopia_notify(&config, args));
+    assert_eq!(snapshot_count(&shared.assert_same_manifests()), 2);
+    let id = shared.put_manifest("sftpTest", "Backup failed over SFTP");
+    let (sent, code) = shared.send_notification("error", "NAS disk failing");
     // Exit code 1: an error notification is now pending (the after-command summary's rule).
-    assert_eq!(sent.status.code(), Some(1), "{sent:?}");
-    let notifications = repo.manifest_list_json(&["type:notification"]);
-    assert_eq!(
-        notifications.as_array().unwrap().len(),
-        1,
-        "{notifications}"
-    );
-    repo.content_verify();
-    repo.maintenance_full();
-    repo.content_verify();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    assert!(ours.contains(&id));
+    assert_eq!(code, 1);
+    shared.assert_kopia_verifies_and_maintains(&[&id, &sent], || repo.maintenance_full());
 
     // The server's disk holds Kopia's sharded layout, with no temp files left behind.
     let shards = fs::read_to_string(repo_dir.join(".shards")).unwrap();
@@ -214,31 +162,7 @@ fn an_unchanged_repository_refreshes_with_one_listing_and_no_reads() {
     let Some((repo, _)) = kopia_repository_on(&server, "refresh") else {
         return;
     };
-    let client = client::load(&repo.config_file()).unwrap();
-    let writer = Arc::clone(client.open_storage().unwrap().writer().unwrap());
-    let counting = Arc::new(CountingStorage::new(writer));
-    let repository =
-        Repository::open(Arc::clone(&counting) as Arc<dyn BlobWriter>, PASSWORD).unwrap();
-    let mut store = repository.manifest_store();
-    let first = store.refresh().unwrap();
-    assert!(first.changed && first.contents_read > 0);
-
-    counting.take_counts();
-    let idle = store.refresh().unwrap();
-    let counts = counting.take_counts();
-    assert!(!idle.changed);
-    assert_eq!((counts.lists, counts.gets), (1, 0), "{counts:?}");
-
-    let tree = repo.make_tree(1, 1);
-    repo.snapshot(&tree);
-    let update = store.refresh().unwrap();
-    let counts = counting.take_counts();
-    assert!(update.changed);
-    assert_eq!(counts.lists, 1);
-    assert_eq!(
-        counts.gets as usize,
-        update.index_blobs_read + update.contents_read
-    );
+    assert_refreshes_read_only_what_changed(&repo);
 }
 
 #[test]
@@ -347,7 +271,7 @@ fn inline_key_and_known_hosts_data_work_as_files_do() {
     let Some((repo, repo_dir)) = kopia_repository_on(&server, "inline") else {
         return;
     };
-    let expected = kopia_manifest_list(&repo);
+    let expected = repo.run_ok(&["manifest", "list", "--json"]);
     // Kopia writes the key and the known_hosts lines into repository.config itself.
     let mut args = vec!["repository".to_owned(), "connect".to_owned()];
     args.extend(location_args(&server, &repo_dir));
@@ -402,29 +326,11 @@ fn password_logins() {
     let repo = KopiaRepo::create_on(&kopia, &args);
     let tree = repo.make_tree(1, 2);
     repo.snapshot(&tree);
-    let ours = stdout_ok(kopia_notify(
-        &repo.config_file(),
-        &["manifest", "list", "--json"],
-    ));
-    assert_eq!(ours, kopia_manifest_list(&repo));
-    let sent = kopia_notify(
-        &repo.config_file(),
-        &[
-            "send",
-            "--to",
-            "all",
-            "--title",
-            "Written with a password login",
-        ],
-    );
-    assert!(sent.status.success(), "{sent:?}");
-    assert_eq!(
-        repo.manifest_list_json(&["type:notification"])
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    let config = repo.config_file();
+    let shared = SharedRepo::new(&repo, |args| kopia_notify(&config, args));
+    shared.assert_same_manifests();
+    let (_, code) = shared.send_notification("normal", "Written with a password login");
+    assert_eq!(code, 0);
     repo.content_verify();
 
     let mut config = storage_config(&repo);

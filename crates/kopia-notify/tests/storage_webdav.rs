@@ -9,25 +9,22 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
 
 use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::servers_webdav::{
     require_rclone, TestCertificate, WebdavServer, WEBDAV_PASSWORD, WEBDAV_USER,
 };
-use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
+use kopia_fixtures::shared_repo::{
+    assert_refreshes_read_only_what_changed, kopia_repository_with_two_snapshots, snapshot_count,
+    SharedRepo,
+};
+use kopia_fixtures::{require_kopia, KopiaRepo};
 use kopia_repo::client;
-use kopia_repo::repository::Repository;
-use kopia_repo::storage::counting::CountingStorage;
 use kopia_repo::storage::sharded::{blob_file_path, ShardingParameters};
-use kopia_repo::storage::BlobWriter;
 use tempfile::TempDir;
 
 fn kopia_notify(config: &Path, args: &[&str]) -> Output {
-    cli::command(env!("CARGO_BIN_EXE_kopia-notify"), config)
-        .args(args)
-        .output()
-        .expect("run kopia-notify")
+    cli::output(env!("CARGO_BIN_EXE_kopia-notify"), config, args)
 }
 
 /// A directory served over WebDAV and the repository Kopia created in it, with two snapshots.
@@ -43,7 +40,7 @@ fn kopia_repository_over_webdav() -> Option<Setup> {
     let kopia = require_kopia()?;
     let served = tempfile::tempdir().unwrap();
     let server = WebdavServer::start(&rclone, served.path(), None);
-    let repo = KopiaRepo::create_on(
+    let repo = kopia_repository_with_two_snapshots(
         &kopia,
         &[
             "webdav".to_owned(),
@@ -52,10 +49,6 @@ fn kopia_repository_over_webdav() -> Option<Setup> {
             format!("--webdav-password={WEBDAV_PASSWORD}"),
         ],
     );
-    for _ in 0..2 {
-        let tree = repo.make_tree(2, 3);
-        repo.snapshot(&tree);
-    }
     Some(Setup {
         served,
         server,
@@ -109,44 +102,14 @@ fn assert_kopia_layout(repo: &KopiaRepo, served: &Path) {
     assert_eq!(files_under(served), expected);
 }
 
-fn send_notification(config: &Path, title: &str) -> String {
-    let out = kopia_notify(
-        config,
-        &["send", "--severity=warning", "--to=all", "--title", title],
-    );
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    assert!(
-        !id.is_empty(),
-        "send failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    id
-}
-
 /// Ours equals Kopia's; what we send Kopia lists; Kopia verifies and maintains it after.
-fn assert_shared_with_kopia(repo: &KopiaRepo, title: &str) -> String {
+fn assert_shared_with_kopia(repo: &KopiaRepo, title: &str) {
     let config = repo.config_file();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, repo.run_ok(&["manifest", "list", "--json"]));
-    assert!(ours.matches("\"type\":\"snapshot\"").count() >= 2, "{ours}");
-
-    let id = send_notification(&config, title);
-    let listed = repo.manifest_list_json(&["type:notification"]);
-    assert!(
-        listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["id"] == id.as_str()),
-        "{listed}"
-    );
-    repo.content_verify();
-    repo.maintenance_full();
-    repo.content_verify();
-    let ours = stdout_ok(kopia_notify(&config, &["manifest", "list", "--json"]));
-    assert_eq!(ours, repo.run_ok(&["manifest", "list", "--json"]));
-    assert!(ours.contains(&id));
-    id
+    let shared = SharedRepo::new(repo, |args| kopia_notify(&config, args));
+    let ours = shared.assert_same_manifests();
+    assert!(snapshot_count(&ours) >= 2, "{ours}");
+    let (id, _) = shared.send_notification("warning", title);
+    shared.assert_kopia_verifies_and_maintains(&[&id], || repo.maintenance_full());
 }
 
 #[test]
@@ -270,31 +233,6 @@ fn an_unchanged_tree_refreshes_with_one_listing_and_no_reads() {
     let Some(setup) = kopia_repository_over_webdav() else {
         return;
     };
-    let repo = &setup.repo;
-    let client = client::load(&repo.config_file()).unwrap();
-    let writer = Arc::clone(client.open_storage().unwrap().writer().unwrap());
-    let counting = Arc::new(CountingStorage::new(writer));
-    let repository =
-        Repository::open(Arc::clone(&counting) as Arc<dyn BlobWriter>, PASSWORD).unwrap();
-    let mut store = repository.manifest_store();
-    let first = store.refresh().unwrap();
-    assert!(first.changed && first.contents_read > 0);
-
-    counting.take_counts();
-    let idle = store.refresh().unwrap();
-    let counts = counting.take_counts();
-    assert!(!idle.changed);
     // One listing of one prefix: a PROPFIND of each shard level compatible with it.
-    assert_eq!((counts.lists, counts.gets), (1, 0), "{counts:?}");
-
-    let tree = repo.make_tree(1, 1);
-    repo.snapshot(&tree);
-    let update = store.refresh().unwrap();
-    let counts = counting.take_counts();
-    assert!(update.changed);
-    assert_eq!(counts.lists, 1);
-    assert_eq!(
-        counts.gets as usize,
-        update.index_blobs_read + update.contents_read
-    );
+    assert_refreshes_read_only_what_changed(&setup.repo);
 }

@@ -8,6 +8,7 @@ pub mod b2;
 pub mod gcs;
 pub mod object;
 pub mod pinning;
+mod range;
 pub mod rclone;
 pub mod s3;
 pub mod s3_pit;
@@ -18,11 +19,13 @@ pub mod webdav;
 use std::future::Future;
 use std::sync::mpsc;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
 use opendal::layers::{RetryLayer, TimeoutLayer};
 
 use crate::error::Error;
+use crate::storage::BlobMetadata;
 
 /// How long one request may take before it counts as failed (and is retried): Kopia's
 /// retrying wrapper has no per-request limit, but a hung connection must not hang a refresh.
@@ -121,6 +124,32 @@ impl opendal::layers::RetryInterceptor for RetryLog {
             event.err.message()
         );
     }
+}
+
+/// A blob as an OpenDAL listing shows it: its length and modification time (the epoch where
+/// the store gives none).
+pub(crate) fn listed_blob(id: &str, metadata: &opendal::Metadata) -> BlobMetadata {
+    let modified = metadata
+        .last_modified()
+        .map_or(SystemTime::UNIX_EPOCH, SystemTime::from);
+    BlobMetadata {
+        id: id.to_string(),
+        length: metadata.content_length(),
+        timestamp: DateTime::<Utc>::from(modified),
+    }
+}
+
+/// An error's message with its causes after it: reqwest keeps them out of its own message, and
+/// "error sending request" alone says nothing.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Turns an OpenDAL error of `operation` on `storage` into the crate's: a missing object is

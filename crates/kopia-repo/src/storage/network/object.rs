@@ -3,17 +3,31 @@
 //! concatenation (it need not end in `/`), listed with the `/` delimiter. Kopia: repo/blob/s3
 //! (getObjectNameString, ListBlobs).
 
-use std::time::SystemTime;
-
-use chrono::{DateTime, Utc};
-
-use super::{block_on, request_error};
+use super::range::{read_range, RangeFailure};
+use super::{block_on, listed_blob, request_error};
 use crate::client::Password;
 use crate::error::{Error, Result};
 use crate::storage::{BlobMetadata, BlobReader, BlobWriter};
 
 /// Kopia's content type for every object it writes.
 const CONTENT_TYPE: &str = "application/x-kopia";
+
+/// The object `<prefix><blob ID>` of a blob of the store called `storage`, refusing IDs that
+/// would name another object: blob IDs are ASCII without separators.
+pub(super) fn object_name(prefix: &str, blob_id: &str, storage: &str) -> Result<String> {
+    if blob_id.is_empty()
+        || !blob_id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
+    {
+        return Err(Error::StorageRequest {
+            storage: storage.to_string(),
+            operation: "address".to_string(),
+            reason: format!("invalid blob ID {blob_id:?}"),
+        });
+    }
+    Ok(format!("{prefix}{blob_id}"))
+}
 
 /// One bucket (or container) and prefix, through an OpenDAL operator rooted at the bucket.
 #[derive(Debug, Clone)]
@@ -53,19 +67,7 @@ impl ObjectStorage {
 
     /// The object name of a blob, refusing IDs that would name another object.
     pub(super) fn key(&self, blob_id: &str) -> Result<String> {
-        // Blob IDs are ASCII without separators; anything else would name another object.
-        if blob_id.is_empty()
-            || !blob_id
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
-        {
-            return Err(Error::StorageRequest {
-                storage: self.name.clone(),
-                operation: "address".to_string(),
-                reason: format!("invalid blob ID {blob_id:?}"),
-            });
-        }
-        Ok(format!("{}{blob_id}", self.prefix))
+        object_name(&self.prefix, blob_id, &self.name)
     }
 
     /// The crate's error for a failed request on this store, with the secrets cut out.
@@ -115,53 +117,23 @@ impl BlobReader for ObjectStorage {
 
     fn get_blob_range(&self, id: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let key = self.key(id)?;
-        let operator = self.operator.clone();
-        let truncated = |actual| Error::TruncatedBlob {
-            blob_id: id.to_string(),
-            offset,
-            wanted: length,
-            actual,
+        let size = || {
+            let (operator, key) = (self.operator.clone(), key.clone());
+            block_on(async move { operator.stat(&key).await })
+                .map(|metadata| metadata.content_length())
+                .map_err(|e| self.error("stat", Some(id), e))
         };
-        if length == 0 {
-            // An empty range cannot be asked for; the blob must still exist and be that long.
-            let size = block_on(async move { operator.stat(&key).await })
-                .map_err(|e| self.error("stat", Some(id), e))?
-                .content_length();
-            return if size < offset {
-                Err(truncated(size))
-            } else {
-                Ok(Vec::new())
-            };
-        }
-        let end = offset.saturating_add(length);
-        let read = block_on(async move { operator.read_with(&key).range(offset..end).await });
-        let data = match read {
-            Ok(data) => data.to_vec(),
-            // A range past the end is refused (416), or answered short (which OpenDAL
-            // reports as an unexpected error): either way the blob's size tells.
-            Err(e)
-                if !matches!(
-                    e.kind(),
-                    opendal::ErrorKind::NotFound | opendal::ErrorKind::PermissionDenied
-                ) =>
-            {
-                let operator = self.operator.clone();
-                let key = self.key(id)?;
-                let size = block_on(async move { operator.stat(&key).await })
-                    .map_err(|e| self.error("stat", Some(id), e))?
-                    .content_length();
-                return Err(if size < end {
-                    truncated(size)
-                } else {
-                    self.error("get", Some(id), e)
-                });
-            }
-            Err(e) => return Err(self.error("get", Some(id), e)),
-        };
-        if (data.len() as u64) < length {
-            return Err(truncated(offset + data.len() as u64));
-        }
-        Ok(data)
+        read_range(id, offset, length, size, |range| {
+            let (operator, key) = (self.operator.clone(), key.clone());
+            block_on(async move { operator.read_with(&key).range(range).await })
+                .map(|data| data.to_vec())
+                .map_err(|e| match e.kind() {
+                    opendal::ErrorKind::NotFound | opendal::ErrorKind::PermissionDenied => {
+                        RangeFailure::Failed(self.error("get", Some(id), e))
+                    }
+                    _ => RangeFailure::PerhapsPastEnd(self.error("get", Some(id), e)),
+                })
+        })
     }
 
     fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
@@ -175,15 +147,7 @@ impl BlobReader for ObjectStorage {
             .filter(|entry| entry.metadata().is_file())
             .filter_map(|entry| {
                 let id = self.blob_id(entry.path(), prefix)?;
-                let metadata = entry.metadata();
-                let timestamp = metadata
-                    .last_modified()
-                    .map_or(SystemTime::UNIX_EPOCH, SystemTime::from);
-                Some(BlobMetadata {
-                    id: id.to_string(),
-                    length: metadata.content_length(),
-                    timestamp: DateTime::<Utc>::from(timestamp),
-                })
+                Some(listed_blob(id, entry.metadata()))
             })
             .collect();
         blobs.sort_by(|a, b| a.id.cmp(&b.id));

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::error_chain;
 use super::pinning::{certificate_fingerprint, PinnedCertificate};
 use super::tree::FileTree;
 use super::webdav::{self, WebdavConfig};
@@ -593,18 +594,6 @@ impl RemoteControl {
         }
         Err(last_error)
     }
-}
-
-/// An error with its causes, which reqwest keeps out of its own message.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl BlobReader for RcloneStorage {

@@ -3,13 +3,11 @@
 //! it, driven by the root's `.shards` file, through any OpenDAL operator rooted at the tree.
 //! The local-disk twin is [`crate::storage::filesystem`]; both map IDs the same way.
 
-use std::collections::VecDeque;
-use std::time::SystemTime;
-
-use chrono::{DateTime, Utc};
 use opendal::{ErrorKind, Operator};
+use std::collections::VecDeque;
 
-use super::{block_on, request_error};
+use super::range::{read_range, RangeFailure};
+use super::{block_on, listed_blob, request_error};
 use crate::error::{Error, Result};
 use crate::storage::sharded::{
     blob_file_path, blob_id_of_file, prefix_compatible, ShardingParameters, SHARDS_FILE,
@@ -179,14 +177,7 @@ async fn list_tree(
             if !id.starts_with(prefix.as_str()) {
                 continue;
             }
-            let timestamp = metadata
-                .last_modified()
-                .map_or(SystemTime::UNIX_EPOCH, SystemTime::from);
-            blobs.push(BlobMetadata {
-                id: id.to_string(),
-                length: metadata.content_length(),
-                timestamp: DateTime::<Utc>::from(timestamp),
-            });
+            blobs.push(listed_blob(id, metadata));
         }
     }
 }
@@ -202,42 +193,18 @@ impl BlobReader for FileTree {
 
     fn get_blob_range(&self, id: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let (_, file) = self.paths(id)?;
-        let truncated = |actual| Error::TruncatedBlob {
-            blob_id: id.to_string(),
-            offset,
-            wanted: length,
-            actual,
-        };
-        if length == 0 {
-            // No empty range can be asked for; the blob must still exist and reach `offset`.
-            let size = self.size(id, file)?;
-            return if size < offset {
-                Err(truncated(size))
-            } else {
-                Ok(Vec::new())
-            };
-        }
-        let end = offset.saturating_add(length);
-        let operator = self.operator.clone();
-        let path = file.clone();
-        let read = block_on(async move { operator.read_with(&path).range(offset..end).await });
-        let data = match read {
-            Ok(data) => data.to_vec(),
-            // A range past the end is refused (416) or answered short: the size tells which.
-            Err(e) if !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::PermissionDenied) => {
-                let size = self.size(id, file)?;
-                return Err(if size < end {
-                    truncated(size)
-                } else {
-                    self.error("get", Some(id), e)
-                });
-            }
-            Err(e) => return Err(self.error("get", Some(id), e)),
-        };
-        if (data.len() as u64) < length {
-            return Err(truncated(offset + data.len() as u64));
-        }
-        Ok(data)
+        let size = || self.size(id, file.clone());
+        read_range(id, offset, length, size, |range| {
+            let (operator, path) = (self.operator.clone(), file.clone());
+            block_on(async move { operator.read_with(&path).range(range).await })
+                .map(|data| data.to_vec())
+                .map_err(|e| match e.kind() {
+                    ErrorKind::NotFound | ErrorKind::PermissionDenied => {
+                        RangeFailure::Failed(self.error("get", Some(id), e))
+                    }
+                    _ => RangeFailure::PerhapsPastEnd(self.error("get", Some(id), e)),
+                })
+        })
     }
 
     fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {

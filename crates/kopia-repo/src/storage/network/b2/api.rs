@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::client::Password;
+use crate::storage::network::error_chain;
 
 /// Where every B2 session starts; the answer names the cluster's API and download hosts.
 pub const AUTHORIZE_URL: &str = "https://api.backblazeb2.com/b2api/v2/b2_authorize_account";
@@ -70,18 +71,6 @@ impl Failure {
             Failure::Transient(reason)
         }
     }
-}
-
-/// reqwest's message and its sources ("error sending request" alone says nothing).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[derive(Debug, Default, Deserialize)]

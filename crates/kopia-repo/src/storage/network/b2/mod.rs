@@ -15,6 +15,8 @@ use serde::Deserialize;
 
 use self::api::{B2Api, Failure, FileVersion, AUTHORIZE_URL};
 use super::block_on;
+use super::object::object_name;
+use super::range::{read_range, RangeFailure};
 use crate::client::Password;
 use crate::error::{Error, Result};
 use crate::storage::factory::Access;
@@ -113,19 +115,7 @@ impl B2Storage {
     }
 
     fn file_name(&self, blob_id: &str) -> Result<String> {
-        // Blob IDs are ASCII without separators; anything else would name another file.
-        if blob_id.is_empty()
-            || !blob_id
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\')
-        {
-            return Err(Error::StorageRequest {
-                storage: self.name.clone(),
-                operation: "address".to_string(),
-                reason: format!("invalid blob ID {blob_id:?}"),
-            });
-        }
-        Ok(format!("{}{blob_id}", self.prefix))
+        object_name(&self.prefix, blob_id, &self.name)
     }
 
     /// The crate's error for `failure` of `operation` (on `blob_id`), naming the bucket and
@@ -198,32 +188,23 @@ impl BlobReader for B2Storage {
 
     fn get_blob_range(&self, id: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let name = self.file_name(id)?;
-        let truncated = |actual| Error::TruncatedBlob {
-            blob_id: id.to_string(),
+        read_range(
+            id,
             offset,
-            wanted: length,
-            actual,
-        };
-        if length == 0 {
-            // An empty range cannot be asked for; the blob must still exist and be that long.
-            let size = self.length(id, &name)?;
-            return if size < offset {
-                Err(truncated(size))
-            } else {
-                Ok(Vec::new())
-            };
-        }
-        let last = offset.saturating_add(length) - 1;
-        let (api, range_name) = (Arc::clone(&self.api), name.clone());
-        let read =
-            block_on(async move { api.download(&range_name, Some((offset, last)), false).await });
-        match read {
-            Ok((data, _)) if data.len() as u64 >= length => Ok(data),
-            Ok((data, _)) => Err(truncated(offset + data.len() as u64)),
-            // The range starts past the end: the blob's size tells how long it is.
-            Err(Failure::RangeNotSatisfiable) => Err(truncated(self.length(id, &name)?)),
-            Err(failure) => Err(self.error("get", Some(id), failure)),
-        }
+            length,
+            || self.length(id, &name),
+            |range| {
+                let (api, name) = (Arc::clone(&self.api), name.clone());
+                // B2 takes an HTTP byte range: inclusive of its last byte.
+                let inclusive = (range.start, range.end - 1);
+                block_on(async move { api.download(&name, Some(inclusive), false).await })
+                    .map(|(data, _)| data)
+                    .map_err(|failure| match failure {
+                        Failure::RangeNotSatisfiable => RangeFailure::PastEnd,
+                        failure => RangeFailure::Failed(self.error("get", Some(id), failure)),
+                    })
+            },
+        )
     }
 
     fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
