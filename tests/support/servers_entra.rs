@@ -120,8 +120,8 @@ pub fn token_for(tenant: &str, audience: &str) -> String {
     format!("{header}.{claims}.{signature}")
 }
 
-/// The fake token endpoint: one tenant, one application and its secret. It counts the token
-/// requests it receives, granted or not.
+/// The fake token endpoint: one tenant, one application and its secret (taken as a client
+/// secret or as a federated token). It counts the token requests it receives, granted or not.
 pub struct TokenEndpoint {
     listener: Listener,
     requests: Arc<AtomicUsize>,
@@ -191,7 +191,12 @@ fn grant(request: &Request, tenant: &str, client_id: &str, secret: &str) -> Resp
     {
         return refuse(400, "invalid_request", "AADSTS900144: malformed request.");
     }
-    if field("client_secret") != Some(secret) {
+    // The credential is the client secret, or a federated token (workload identity) of the
+    // same text.
+    let federated = field("client_assertion_type")
+        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && field("client_assertion") == Some(secret);
+    if field("client_secret") != Some(secret) && !federated {
         return refuse(
             401,
             "invalid_client",

@@ -33,14 +33,20 @@ fn kopia_notify(config: &Path, authority: &str, args: &[&str]) -> Output {
 /// Kopia's `repository.config` with the account key replaced by the service principal of
 /// `secret`, in `dir` with Kopia's password file beside it.
 fn principal_config(repo: &KopiaRepo, dir: &Path, secret: &str) -> PathBuf {
+    // Go's field name, as Kopia writes it (repo/blob/azure/azure_options.go).
+    credential_config(repo, dir, ("ClientSecret", secret))
+}
+
+/// Kopia's `repository.config` with the account key replaced by the service principal
+/// proven by `credential` (a key of Kopia's azure.Options and its value).
+fn credential_config(repo: &KopiaRepo, dir: &Path, credential: (&str, &str)) -> PathBuf {
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(repo.config_file()).unwrap()).unwrap();
     let storage = config["storage"]["config"].as_object_mut().unwrap();
     assert!(storage.remove("storageKey").is_some(), "{storage:?}");
-    // Go's field names, as Kopia writes them (repo/blob/azure/azure_options.go).
     storage.insert("TenantID".into(), TENANT.into());
     storage.insert("ClientID".into(), CLIENT_ID.into());
-    storage.insert("ClientSecret".into(), secret.into());
+    storage.insert(credential.0.into(), credential.1.into());
     let path = dir.join("repository.config");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     std::fs::copy(
@@ -106,6 +112,24 @@ fn a_service_principal_lists_and_sends_with_one_token() {
 
     let pending = stdout_ok(kopia_notify(&config, &authority, &["list", "--json"]));
     assert!(pending.contains(id), "{pending}");
+
+    // A workload identity: the federated token comes from the file the config names.
+    let token_file = dir.path().join("federated-token");
+    std::fs::write(&token_file, format!("{SECRET}\n")).unwrap();
+    let workload_dir = tempfile::tempdir().unwrap();
+    let workload = credential_config(
+        &repo,
+        workload_dir.path(),
+        ("azureFederatedTokenFile", token_file.to_str().unwrap()),
+    );
+    let before = endpoint.requests();
+    let ours = stdout_ok(kopia_notify(
+        &workload,
+        &authority,
+        &["manifest", "list", "--json"],
+    ));
+    assert_eq!(ours, repo.run_ok(&["manifest", "list", "--json"]));
+    assert_eq!(endpoint.requests() - before, 1);
 }
 
 #[test]

@@ -9,8 +9,8 @@
 //!
 //! GCS keeps no delete markers: overwriting or deleting a live object archives its
 //! generation with a `timeDeleted`. Kopia's rule, applied through [`point_in_time::view_at`]:
-//! of the generations created at or before T (by `timeCreated`, as Kopia's getBlobMeta), the
-//! newest is the blob, unless it was deleted before T.
+//! of the generations created at or before T (by `Kopia-Mtime`, else `timeCreated`, as Kopia's
+//! getBlobMeta), the newest is the blob, unless it was deleted before T.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -67,6 +67,24 @@ struct Generation {
     time_created: DateTime<Utc>,
     #[serde(default)]
     time_deleted: Option<DateTime<Utc>>,
+    #[serde(default)]
+    metadata: HashMap<String, String>,
+}
+
+/// Kopia's user metadata key for a blob's modification time, set by `repository sync-to`
+/// (gcs_storage.go timeMapKey); nanoseconds since the epoch (internal/timestampmeta).
+const MTIME_KEY: &str = "Kopia-Mtime";
+
+impl Generation {
+    /// The blob's time as Kopia's getBlobMeta takes it: `Kopia-Mtime` if it parses, else
+    /// the generation's creation.
+    fn timestamp(&self) -> DateTime<Utc> {
+        self.metadata
+            .get(MTIME_KEY)
+            .and_then(|nanos| nanos.parse::<i64>().ok())
+            .map(DateTime::<Utc>::from_timestamp_nanos)
+            .unwrap_or(self.time_created)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,9 +133,9 @@ fn versions_of(items: Vec<Generation>, prefix: &str, at: DateTime<Utc>) -> Vec<O
             }
             Some(ObjectVersion {
                 id: id.to_string(),
+                timestamp: item.timestamp(),
                 version: item.generation,
                 length: item.size.parse().unwrap_or(0),
-                timestamp: item.time_created,
                 // Kopia (gcs_versioned.go getVersionMetadata): a generation deleted before T
                 // hides the blob; one deleted later was still there at T.
                 deleted: item.time_deleted.is_some_and(|d| d < at),
@@ -507,6 +525,9 @@ mod tests {
              "timeCreated": "2026-01-01T09:00:00Z", "timeDeleted": "2026-01-01T11:00:00Z"},
             // Written after T: not yet there.
             {"name": "p/c", "generation": "4", "size": "1", "timeCreated": "2026-01-01T12:30:00Z"},
+            // Copied later by `repository sync-to`, with its original time (11:00) kept.
+            {"name": "p/s", "generation": "7", "size": "2", "timeCreated": "2026-01-01T14:00:00Z",
+             "metadata": {"Kopia-Mtime": "1767265200000000000"}},
             // A "subdirectory" and another prefix are no blobs of this storage.
             {"name": "p/d/e", "generation": "5", "size": "1", "timeCreated": "2026-01-01T09:00:00Z"},
             {"name": "q/a", "generation": "6", "size": "1", "timeCreated": "2026-01-01T09:00:00Z"}
@@ -519,7 +540,8 @@ mod tests {
             .iter()
             .map(|v| (v.id.as_str(), v.version.as_str(), v.length))
             .collect();
-        assert_eq!(chosen, vec![("a", "1", 3)]);
+        assert_eq!(chosen, vec![("a", "1", 3), ("s", "7", 2)]);
+        assert_eq!(view[1].timestamp, at("2026-01-01T11:00:00Z"));
     }
 
     #[test]
