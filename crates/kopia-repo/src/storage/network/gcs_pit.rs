@@ -544,6 +544,78 @@ mod tests {
         assert_eq!(view[1].timestamp, at("2026-01-01T11:00:00Z"));
     }
 
+    /// A loopback server answering one request with `answer`; the request's head comes back
+    /// through the handle.
+    fn one_answer(answer: &'static str) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let api = format!("http://{}", listener.local_addr().unwrap());
+        let served = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(stream);
+            let mut head = String::new();
+            while reader.read_line(&mut head).unwrap() > 2 && !head.ends_with("\r\n\r\n") {}
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            reader.get_mut().write_all(response.as_bytes()).unwrap();
+            head
+        });
+        (api, served)
+    }
+
+    #[test]
+    fn requests_carry_the_signers_token() {
+        let (api, served) = one_answer(r#"{"versioning":{"enabled":true}}"#);
+        let signer = reqsign_core::Signer::new(
+            reqsign_core::Context::new(),
+            reqsign_google::TokenCredentialProvider::new("ya29.test-token"),
+            reqsign_google::RequestSigner::new("storage"),
+        );
+        let view = GcsPointInTime::new(
+            &api,
+            "my bucket",
+            "p/",
+            at("2026-01-01T12:00:00Z"),
+            "gcs://my bucket/p/".to_string(),
+            Some(signer),
+        )
+        .unwrap();
+        view.require_versioned_bucket().unwrap();
+        let head = served.join().unwrap().to_ascii_lowercase();
+        assert!(
+            head.starts_with("get /storage/v1/b/my%20bucket?fields=versioning http/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("authorization: bearer ya29.test-token\r\n"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn an_unversioned_bucket_is_refused_naming_it() {
+        let (api, served) = one_answer(r#"{}"#);
+        let view = GcsPointInTime::new(
+            &api,
+            "b",
+            "p/",
+            at("2026-01-01T12:00:00Z"),
+            "gcs://b/p/".to_string(),
+            None,
+        )
+        .unwrap();
+        let message = view.require_versioned_bucket().unwrap_err().to_string();
+        assert!(
+            message.contains("pointInTime 2026-01-01T12:00:00Z needs a versioned bucket")
+                && message.contains("bucket b of gcs://b/p/"),
+            "{message}"
+        );
+        assert!(!served.join().unwrap().contains("authorization"));
+    }
+
     #[test]
     fn names_are_encoded_for_the_json_api() {
         assert_eq!(encode("team-a/host1-xe0"), "team-a%2Fhost1-xe0");
