@@ -9,6 +9,7 @@ pub mod keyring;
 pub mod link;
 pub mod servers;
 pub mod servers_b2;
+pub mod servers_entra;
 pub mod servers_objects;
 pub mod servers_sftp;
 pub mod servers_webdav;

@@ -15,7 +15,7 @@
 //! fake's own plain-HTTP loopback address, which no proxy is asked for.
 
 mod front;
-mod http;
+pub(crate) mod http;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::TcpStream;

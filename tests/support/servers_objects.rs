@@ -30,7 +30,7 @@ fn in_ci() -> bool {
 }
 
 /// `None` after a loud notice, or a panic under CI, when `found` failed.
-fn required<T>(what: &str, found: Result<T, String>) -> Option<T> {
+pub(crate) fn required<T>(what: &str, found: Result<T, String>) -> Option<T> {
     match found {
         Ok(server) => Some(server),
         Err(reason) if in_ci() => panic!("CI=true requires {what}: {reason}"),
@@ -45,7 +45,7 @@ fn required<T>(what: &str, found: Result<T, String>) -> Option<T> {
 }
 
 /// `name` on PATH, else in the first of `dirs` that has it.
-fn locate(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, String> {
+pub(crate) fn locate(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, String> {
     std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -56,7 +56,7 @@ fn locate(name: &str, dirs: &[PathBuf]) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{name} is not on PATH nor in {dirs:?}"))
 }
 
-fn wait_for_port(what: &str, port: u16) -> Result<(), String> {
+pub(crate) fn wait_for_port(what: &str, port: u16) -> Result<(), String> {
     let started = Instant::now();
     while started.elapsed() < STARTUP_TIMEOUT {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {

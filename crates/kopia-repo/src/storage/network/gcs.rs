@@ -19,6 +19,7 @@ use std::sync::Arc;
 use base64::Engine;
 use serde::Deserialize;
 
+use super::gcs_pit::{google_signer, GcsPointInTime};
 use super::object::ObjectStorage;
 use super::operator;
 use crate::client::Password;
@@ -48,7 +49,7 @@ pub struct GcsConfig {
     pub credentials: Option<Password>,
     #[serde(default)]
     pub read_only: bool,
-    /// Kopia's point-in-time view; refused here (see [`open`]).
+    /// Kopia's point-in-time view (see [`open`]).
     #[serde(
         default,
         deserialize_with = "crate::storage::point_in_time::deserialize"
@@ -128,8 +129,28 @@ fn service_account_key(json: &str, source: &str) -> std::result::Result<(), Stri
     }
 }
 
+/// The service-account key the config names (inline, else the file), checked; `None` for
+/// Application Default Credentials.
+fn service_account(config: &GcsConfig) -> std::result::Result<Option<Password>, String> {
+    match (&config.credentials, config.credentials_file.as_str()) {
+        (Some(inline), _) => {
+            service_account_key(inline.expose(), "the config's credentials")?;
+            Ok(Some(Password::new(inline.expose())))
+        }
+        (None, "") => Ok(None),
+        (None, path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read credentialsFile {path}: {e}"))?;
+            service_account_key(&text, path)?;
+            Ok(Some(Password::new(text)))
+        }
+    }
+}
+
 /// Opens an existing GCS repository location with the capability `access` allows; a
-/// `readOnly` config is read-only whatever the connection asks.
+/// `readOnly` config is read-only whatever the connection asks. A `pointInTime` config opens
+/// the read-only view of the bucket's past ([`GcsPointInTime`]), refused for a bucket without
+/// versioning.
 pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
     let invalid = |reason: String| Error::InvalidStorageConfig {
         kind: KIND.to_string(),
@@ -138,42 +159,38 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
     let config = GcsConfig::from_json(config).map_err(invalid)?;
     let emulator = emulator_endpoint(std::env::var(EMULATOR_ENV).ok().as_deref());
     let name = config.describe(emulator.as_deref());
-    if config.point_in_time.is_some() {
-        // Kopia lists object generations (repo/blob/gcs/gcs_pit.go); OpenDAL 0.57's gcs
-        // service cannot, and showing the present instead of the past would mislead.
-        return Err(Error::UnsupportedStorage {
-            kind: KIND.to_string(),
-            reason: format!(
-                "point-in-time views (pointInTime) are not supported for gcs; {name} was not \
-                 opened (connect without --point-in-time)"
-            ),
-        });
-    }
     let in_bucket = |reason: String| invalid(format!("{name}: {reason}"));
+    // Google's client sends nothing but plain requests to an emulator.
+    let key = match &emulator {
+        Some(_) => None,
+        None => service_account(&config).map_err(in_bucket)?,
+    };
+    if let Some(at) = config.point_in_time {
+        let signer = match &emulator {
+            Some(_) => None,
+            None => Some(google_signer(key.as_ref(), config.scope()).map_err(in_bucket)?),
+        };
+        let api = emulator.as_deref().unwrap_or(DEFAULT_ENDPOINT);
+        let view = GcsPointInTime::new(
+            api,
+            &config.bucket,
+            &config.prefix,
+            at,
+            name.clone(),
+            signer,
+        )
+        .map_err(in_bucket)?;
+        view.require_versioned_bucket()?;
+        return Ok(Storage::read_only(Arc::new(view)));
+    }
     let mut builder = opendal::services::Gcs::default()
         .root("/")
         .bucket(&config.bucket)
         .scope(config.scope());
     match &emulator {
-        // Google's client sends nothing but plain requests to an emulator.
         Some(endpoint) => builder = builder.endpoint(endpoint).skip_signature(),
         None => {
             builder = builder.endpoint(DEFAULT_ENDPOINT);
-            let key = match (&config.credentials, config.credentials_file.as_str()) {
-                (Some(inline), _) => {
-                    service_account_key(inline.expose(), "the config's credentials")
-                        .map_err(in_bucket)?;
-                    Some(Password::new(inline.expose()))
-                }
-                (None, "") => None,
-                (None, path) => {
-                    let text = std::fs::read_to_string(path).map_err(|e| {
-                        in_bucket(format!("cannot read credentialsFile {path}: {e}"))
-                    })?;
-                    service_account_key(&text, path).map_err(in_bucket)?;
-                    Some(Password::new(text))
-                }
-            };
             if let Some(key) = key {
                 let encoded =
                     Password::new(base64::engine::general_purpose::STANDARD.encode(key.expose()));
@@ -264,18 +281,6 @@ mod tests {
     fn refused_configs_name_the_bucket() {
         // These run without STORAGE_EMULATOR_HOST in the test environment's view of the
         // config: the checks happen before any request.
-        let err = open(
-            &serde_json::json!({"bucket": "b", "pointInTime": "2026-01-01T00:00:00Z"}),
-            Access::ReadOnly,
-        )
-        .unwrap_err();
-        let message = err.to_string();
-        assert!(
-            message.starts_with("storage type gcs is not supported")
-                && message.contains("pointInTime) are not supported for gcs")
-                && message.contains("gcs://b/"),
-            "{message}"
-        );
         let err = open(&serde_json::json!({"prefix": "p"}), Access::ReadOnly).unwrap_err();
         assert!(matches!(err, Error::InvalidStorageConfig { ref kind, .. } if kind == "gcs"));
         if std::env::var_os(EMULATOR_ENV).is_none() {

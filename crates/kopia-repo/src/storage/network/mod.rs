@@ -4,8 +4,10 @@
 //! blocking pool and even (at the cost of a blocked worker) from inside an async task.
 
 pub mod azure;
+pub mod azure_entra;
 pub mod b2;
 pub mod gcs;
+pub mod gcs_pit;
 pub mod object;
 pub mod pinning;
 mod range;
