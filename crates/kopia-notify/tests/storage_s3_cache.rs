@@ -2,7 +2,8 @@
 //! loopback moto server behind a link that records every request; `kopia-notify` lists its
 //! manifests (byte-equal to Kopia's) and a second run fetches no index blob and no pack from
 //! the server. A damaged cache file is replaced and the answer stays right; an object damaged on
-//! the server is still found by `kopia-notify verify`, which reads the server, not the cache.
+//! the server is still found by `kopia-notify verify` and `check`, which read the server, not
+//! the cache.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -229,4 +230,18 @@ fn verify_finds_an_object_damaged_on_the_server_whatever_the_cache_holds() {
         damaged.iter().all(|d| d["packBlobId"] == pack.as_str()),
         "{report}"
     );
+
+    // The health check reads the manifests from the server too: their pack is unreadable.
+    let out = setup.kopia_notify(&["check", "--dry-run", "--json", "--no-upgrade-check"]);
+    let summary: serde_json::Value = serde_json::from_str(&stdout_ok(out)).unwrap();
+    let unreadable: Vec<&serde_json::Value> = summary["new"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "unreadable-manifests")
+        .collect();
+    assert_eq!(unreadable.len(), 1, "{summary}");
+    assert_eq!(unreadable[0]["subject"], pack.as_str(), "{summary}");
+    // Listing goes on from the good copy in the cache, as Kopia's does from its own.
+    setup.list_like_kopia();
 }

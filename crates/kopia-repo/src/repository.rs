@@ -192,14 +192,27 @@ impl Repository {
     }
 
     /// Opens the repository a Kopia client config (`repository.config`) points at, with the
-    /// password from `KOPIA_PASSWORD`, Kopia's keyring entry or its password file.
+    /// password from `KOPIA_PASSWORD`, Kopia's keyring entry or its password file. A network
+    /// repository's index blobs and manifest packs are read through the blob cache.
     pub fn open_with_client_config(config_path: &Path) -> Result<(Self, ClientConfig)> {
+        Repository::open_client_config(config_path, true)
+    }
+
+    /// [`Self::open_with_client_config`] reading everything from the storage, for what checks
+    /// the repository's health: damage on the server must be seen, whatever a cache holds.
+    pub fn open_with_client_config_from_storage(
+        config_path: &Path,
+    ) -> Result<(Self, ClientConfig)> {
+        Repository::open_client_config(config_path, false)
+    }
+
+    fn open_client_config(config_path: &Path, cached: bool) -> Result<(Self, ClientConfig)> {
         let client_config = client::load(config_path)?;
         let password = client::resolve_password(config_path)?;
         let storage = client_config.open_storage()?;
         let mut repository = Repository::open(storage, password.expose())?;
         // Local disk is as fast as a cache would be; network storage is not.
-        if client_config.storage.kind != StorageKind::Filesystem {
+        if cached && client_config.storage.kind != StorageKind::Filesystem {
             if let Some(root) = blob_cache::default_root() {
                 repository = repository.with_blob_cache(&root, blob_cache::DEFAULT_CAPACITY);
             }
