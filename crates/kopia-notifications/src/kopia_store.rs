@@ -39,6 +39,16 @@ impl KopiaManifests {
         Ok((manifests, client))
     }
 
+    /// [`Self::open_client_config`] reading nothing from the blob cache, for the health checks
+    /// (`check`, `verify`): a manifest pack damaged on the server must be found.
+    pub fn open_client_config_from_storage(
+        config_file: &Path,
+    ) -> kopia_repo::Result<(Self, ClientConfig)> {
+        let (repository, client) = Repository::open_with_client_config_from_storage(config_file)?;
+        let manifests = KopiaManifests::new(repository, client.session_owner())?;
+        Ok((manifests, client))
+    }
+
     /// The client config of a read-only connection (`kopia repository connect --readonly`):
     /// every write through it is refused.
     pub fn read_only_config(&self) -> Option<&Path> {

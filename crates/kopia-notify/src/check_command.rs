@@ -40,7 +40,7 @@ pub fn run(
     // The release requests run while the repository opens (key derivation, index load).
     let (opened, versions) = std::thread::scope(|scope| {
         let versions = scope.spawn(|| upgrade_check::versions(&args.upgrade, now));
-        let opened = KopiaManifests::open_client_config(config_file);
+        let opened = KopiaManifests::open_client_config_from_storage(config_file);
         (opened, versions.join().unwrap_or_default())
     });
     let (mut manifests, client) = opened?;

@@ -34,7 +34,7 @@ pub fn run(
     if !(0.0..=100.0).contains(&args.percent) {
         bail!("--percent {} is not between 0 and 100", args.percent);
     }
-    let (mut manifests, client) = KopiaManifests::open_client_config(config_file)?;
+    let (mut manifests, client) = KopiaManifests::open_client_config_from_storage(config_file)?;
     let report = kopia_repo::verify::verify(manifests.repository(), args.percent)?;
     let origin = Origin {
         user: identity,

@@ -23,6 +23,8 @@ use crate::format::{
 };
 use crate::manifest::{ManifestStore, NewManifest};
 use crate::pack;
+use crate::storage::blob_cache::{self, BlobCache};
+use crate::storage::factory::StorageKind;
 use crate::storage::filesystem::FilesystemStorage;
 use crate::storage::retention::{BlobRetention, BLOBCFG_BLOB_ID};
 use crate::storage::{BlobReader, BlobWriter, Storage};
@@ -31,6 +33,9 @@ use crate::{Error, Result};
 /// An open repository: its storage, parameters and keys.
 pub struct Repository {
     storage: Storage,
+    /// What contents and manifests are read through: the storage itself, or a blob cache in
+    /// front of it ([`Repository::with_blob_cache`]).
+    reads: Arc<dyn BlobReader>,
     format_blob: FormatBlob,
     /// `kopia.repository` as stored: format-v1 packs embed it.
     format_blob_bytes: Vec<u8>,
@@ -147,6 +152,7 @@ impl Repository {
         });
         tracing::debug!(storage = %storage.reader().describe(), read_only = storage.is_read_only(), ?config, "opened repository");
         Ok(Repository {
+            reads: Arc::clone(storage.reader()),
             storage,
             format_blob,
             format_blob_bytes,
@@ -186,12 +192,31 @@ impl Repository {
     }
 
     /// Opens the repository a Kopia client config (`repository.config`) points at, with the
-    /// password from `KOPIA_PASSWORD`, Kopia's keyring entry or its password file.
+    /// password from `KOPIA_PASSWORD`, Kopia's keyring entry or its password file. A network
+    /// repository's index blobs and manifest packs are read through the blob cache.
     pub fn open_with_client_config(config_path: &Path) -> Result<(Self, ClientConfig)> {
+        Repository::open_client_config(config_path, true)
+    }
+
+    /// [`Self::open_with_client_config`] reading everything from the storage, for what checks
+    /// the repository's health: damage on the server must be seen, whatever a cache holds.
+    pub fn open_with_client_config_from_storage(
+        config_path: &Path,
+    ) -> Result<(Self, ClientConfig)> {
+        Repository::open_client_config(config_path, false)
+    }
+
+    fn open_client_config(config_path: &Path, cached: bool) -> Result<(Self, ClientConfig)> {
         let client_config = client::load(config_path)?;
         let password = client::resolve_password(config_path)?;
         let storage = client_config.open_storage()?;
         let mut repository = Repository::open(storage, password.expose())?;
+        // Local disk is as fast as a cache would be; network storage is not.
+        if cached && client_config.storage.kind != StorageKind::Filesystem {
+            if let Some(root) = blob_cache::default_root() {
+                repository = repository.with_blob_cache(&root, blob_cache::DEFAULT_CAPACITY);
+            }
+        }
         if let Some(reason) = client_config.read_only_reason() {
             repository.read_only_config = Some((config_path.to_path_buf(), reason));
         }
@@ -229,7 +254,31 @@ impl Repository {
         }
     }
 
+    /// Reads immutable blobs (index blobs, metadata packs) through a persistent cache under
+    /// `root` (see [`blob_cache`]), in the directory of this repository's `uniqueID`. The
+    /// storage itself stays what [`Self::storage`] and [`Self::storage_content_reader`] read.
+    pub fn with_blob_cache(mut self, root: &Path, capacity: u64) -> Self {
+        let dir = blob_cache::repository_dir(
+            root,
+            &self.format_blob.unique_id,
+            &self.storage.reader().describe(),
+        );
+        self.reads = BlobCache::wrap(Arc::clone(self.storage.reader()), &dir, capacity);
+        self
+    }
+
+    /// Contents read through the blob cache, if the repository has one.
     pub fn content_reader(&self) -> ContentReader {
+        ContentReader::new(
+            Arc::clone(&self.reads),
+            Arc::clone(&self.crypto),
+            self.index_layout(),
+        )
+    }
+
+    /// Contents read from the storage, never from a cache: what checks the repository's
+    /// health (verification, a writer reading back what it wrote) must see.
+    pub fn storage_content_reader(&self) -> ContentReader {
         ContentReader::new(
             Arc::clone(self.storage.reader()),
             Arc::clone(&self.crypto),
@@ -285,7 +334,7 @@ impl Repository {
             pack_prefix,
         };
         Ok(ContentWriter::new(
-            self.content_reader(),
+            self.storage_content_reader(),
             writer,
             format,
             owner,

@@ -37,7 +37,8 @@ fn selected(content_id: &str, percent: f64) -> bool {
 
 /// Verifies every live content of `repository`, downloading `percent` (0–100) of them.
 pub fn verify(repository: &Repository, percent: f64) -> Result<VerifyReport> {
-    let reader = repository.content_reader();
+    // A damaged object on the server must be found, whatever a local cache holds.
+    let reader = repository.storage_content_reader();
     let mut index = CommittedIndex::new(IndexScope::All);
     index.refresh(&reader)?;
     let mut packs: HashMap<String, u64> = HashMap::new();

@@ -90,8 +90,15 @@ impl ContentReader {
 
     /// Reads and decrypts a blob encrypted at blob level (index blobs, logs, sessions).
     pub fn read_encrypted_blob(&self, blob_id: &str) -> Result<Vec<u8>> {
-        let stored = self.storage.get_blob(blob_id)?;
-        blob_crypto::decrypt_blob(&self.crypto.encryptor, blob_id, &stored)
+        let decrypt = || {
+            let stored = self.storage.get_blob(blob_id)?;
+            blob_crypto::decrypt_blob(&self.crypto.encryptor, blob_id, &stored)
+        };
+        match decrypt() {
+            // A cached copy that does not decrypt is never the answer: storage's is.
+            Err(_) if self.storage.evict_cached(blob_id) => decrypt(),
+            result => result,
+        }
     }
 
     /// Lists the index blobs that are live right now, with the deletion watermark. Legacy
@@ -149,22 +156,33 @@ impl ContentReader {
                 entry.encryption_key_id
             )));
         }
-        let stored = self.storage.get_blob_range(
-            &entry.pack_blob_id,
-            u64::from(entry.pack_offset),
-            u64::from(entry.packed_length),
-        )?;
-        let plaintext = self
-            .crypto
-            .encryptor
-            .decrypt(&stored, entry.content_id.iv())
-            .map_err(corrupt)?;
-        let payload =
-            compression::decompress(entry.compression_header_id, &plaintext).map_err(corrupt)?;
-        if self.crypto.hasher.hash(&payload) != entry.content_id.hash() {
-            return Err(corrupt("payload does not match its content ID".into()));
+        let read = || {
+            let stored = self.storage.get_blob_range(
+                &entry.pack_blob_id,
+                u64::from(entry.pack_offset),
+                u64::from(entry.packed_length),
+            )?;
+            let plaintext = self
+                .crypto
+                .encryptor
+                .decrypt(&stored, entry.content_id.iv())
+                .map_err(corrupt)?;
+            let payload = compression::decompress(entry.compression_header_id, &plaintext)
+                .map_err(corrupt)?;
+            if self.crypto.hasher.hash(&payload) != entry.content_id.hash() {
+                return Err(corrupt("payload does not match its content ID".into()));
+            }
+            Ok(payload)
+        };
+        match read() {
+            // A cached pack that does not decrypt is never the answer: storage's is.
+            Err(Error::CorruptContent { .. } | Error::TruncatedBlob { .. })
+                if self.storage.evict_cached(&entry.pack_blob_id) =>
+            {
+                read()
+            }
+            result => result,
         }
-        Ok(payload)
     }
 }
 

@@ -3,6 +3,7 @@
 //! that opens a storage from Kopia's `storage.type`/`storage.config`, and the backends; it
 //! knows nothing about what blobs contain (no decryption, no index parsing).
 
+pub mod blob_cache;
 pub mod counting;
 pub mod factory;
 pub mod filesystem;
@@ -45,6 +46,13 @@ pub trait BlobReader: Send + Sync + std::fmt::Debug {
 
     /// A short human-readable name of the store for messages, e.g. `filesystem:/srv/repo`.
     fn describe(&self) -> String;
+
+    /// Drops the local copy of a blob that did not decrypt, if this reader keeps one
+    /// ([`blob_cache::BlobCache`]); `true` when it did, so the caller reads it again from
+    /// storage. Readers without a cache have nothing to drop.
+    fn evict_cached(&self, _id: &str) -> bool {
+        false
+    }
 }
 
 /// Writing to a store of blobs, on top of reading it (rustic_core splits its backends the same
@@ -124,6 +132,9 @@ impl<S: BlobReader + ?Sized> BlobReader for Arc<S> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn evict_cached(&self, id: &str) -> bool {
+        (**self).evict_cached(id)
     }
 }
 
