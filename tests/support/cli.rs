@@ -1,6 +1,7 @@
 //! `kopia-notify` as the storage interop tests run it: an environment cleaned of inherited
 //! `KOPIA_*` settings and cloud credentials (`AWS_*`, `GOOGLE_*`, `AZURE_*`), so that only the
-//! `repository.config` under test decides; the harness password; UTC.
+//! `repository.config` under test decides; the harness password; UTC; a cache directory of the
+//! test's own.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -20,6 +21,10 @@ pub fn command(bin: &str, config: &Path) -> Command {
         {
             cmd.env_remove(&name);
         }
+    }
+    // Network repositories' blob caches stay in the test's directory and go with it.
+    if let Some(dir) = config.parent() {
+        cmd.env("XDG_CACHE_HOME", dir.join("xdg-cache"));
     }
     cmd.env("KOPIA_PASSWORD", PASSWORD)
         .env("TZ", "UTC")
