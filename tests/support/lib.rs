@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod keyring;
 pub mod link;
+pub mod point_in_time;
 pub mod servers;
 pub mod servers_b2;
 pub mod servers_entra;
@@ -100,6 +101,32 @@ impl Kopia {
     /// Path of the binary.
     pub fn path(&self) -> &Path {
         &self.bin
+    }
+
+    /// Runs `kopia <args>` through the client config `config`, logging under `log_dir`, with a
+    /// clean, self-contained environment.
+    pub fn run_with_config<S: AsRef<OsStr>>(
+        &self,
+        config: &Path,
+        log_dir: &Path,
+        args: &[S],
+    ) -> Output {
+        let mut cmd = Command::new(self.path());
+        // Inherited KOPIA_* settings (config path, keyring, log dir…) must not leak in.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("KOPIA_") {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.env("KOPIA_PASSWORD", PASSWORD)
+            .env("KOPIA_CHECK_FOR_UPDATES", "false")
+            .env("KOPIA_USE_KEYRING", "false")
+            .arg(format!("--config-file={}", config.display()))
+            .arg(format!("--log-dir={}", log_dir.display()))
+            .arg("--no-auto-maintenance")
+            .args(args);
+        cmd.output()
+            .unwrap_or_else(|err| panic!("cannot run {}: {err}", self.path().display()))
     }
 }
 
@@ -324,25 +351,8 @@ impl KopiaRepo {
 
     /// Runs `kopia <args>` against this repository with a clean, self-contained environment.
     pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
-        let mut cmd = Command::new(self.kopia.path());
-        // Inherited KOPIA_* settings (config path, keyring, log dir…) must not leak in.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("KOPIA_") {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.env("KOPIA_PASSWORD", PASSWORD)
-            .env("KOPIA_CHECK_FOR_UPDATES", "false")
-            .env("KOPIA_USE_KEYRING", "false")
-            .arg(format!("--config-file={}", self.config_file().display()))
-            .arg(format!(
-                "--log-dir={}",
-                self.root.path().join("logs").display()
-            ))
-            .arg("--no-auto-maintenance")
-            .args(args);
-        cmd.output()
-            .unwrap_or_else(|err| panic!("cannot run {}: {err}", self.kopia.path().display()))
+        self.kopia
+            .run_with_config(&self.config_file(), &self.root.path().join("logs"), args)
     }
 
     /// Like [`run`](Self::run) but panics, showing stdout and stderr, unless kopia succeeds;

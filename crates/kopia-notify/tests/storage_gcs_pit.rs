@@ -6,16 +6,16 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::{SubsecRound, Utc};
+use chrono::Utc;
 use kopia_fixtures::cli::{self, stdout_ok};
+use kopia_fixtures::point_in_time::{connect_at, moment_between_writes};
 use kopia_fixtures::servers_objects::{require_fake_gcs, FakeGcsServer};
-use kopia_fixtures::{require_kopia, Kopia, KopiaRepo, HOSTNAME, PASSWORD, USERNAME};
+use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
 use kopia_repo::client;
 use kopia_repo::repository::Repository;
 use kopia_repo::storage::counting::CountingStorage;
@@ -92,54 +92,6 @@ fn gcs_args(bucket: &str) -> Vec<String> {
     ]
 }
 
-/// Runs real Kopia through `config` (not the harness's), isolated like the harness runs it.
-fn kopia_with(kopia: &Kopia, config: &Path, args: &[String]) -> Output {
-    let mut command = Command::new(kopia.path());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KOPIA_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("KOPIA_PASSWORD", PASSWORD)
-        .env("KOPIA_CHECK_FOR_UPDATES", "false")
-        .env("KOPIA_USE_KEYRING", "false")
-        .arg(format!("--config-file={}", config.display()))
-        .arg(format!(
-            "--log-dir={}",
-            config.with_extension("logs").display()
-        ))
-        .arg("--no-auto-maintenance")
-        .args(args)
-        .output()
-        .expect("run kopia")
-}
-
-/// `kopia repository connect gcs … --point-in-time=<at>` into a config of its own.
-fn connect_at(kopia: &Kopia, bucket: &str, at: &str, dir: &Path) -> (PathBuf, Output) {
-    let config = dir.join("pit.config");
-    let mut args = vec!["repository".to_owned(), "connect".to_owned()];
-    args.extend(gcs_args(bucket));
-    args.extend([
-        format!("--point-in-time={at}"),
-        format!("--cache-directory={}", dir.join("cache").display()),
-        "--max-list-cache-duration=0s".to_owned(),
-        format!("--override-username={USERNAME}"),
-        format!("--override-hostname={HOSTNAME}"),
-    ]);
-    let out = kopia_with(kopia, &config, &args);
-    (config, out)
-}
-
-/// The next whole second after everything written so far, waited past by a margin.
-fn moment_between_writes() -> String {
-    let at = Utc::now().trunc_subsecs(0) + chrono::Duration::seconds(1);
-    while Utc::now() < at + chrono::Duration::milliseconds(1200) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 #[test]
 fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
     let Some(gcs) = require_fake_gcs() else {
@@ -170,7 +122,7 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
     assert!(archived > 0, "maintenance deleted no blob");
 
     let dir = tempfile::tempdir().unwrap();
-    let (pit, connected) = connect_at(&kopia, &bucket, &at, dir.path());
+    let (pit, connected) = connect_at(&kopia, &gcs_args(&bucket), &at, dir.path());
     assert!(connected.status.success(), "{connected:?}");
     let config_text = std::fs::read_to_string(&pit).unwrap();
     assert!(
@@ -180,7 +132,7 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
 
     // What Kopia shows of the past, we show, byte for byte.
     let list = ["manifest", "list", "--json"].map(String::from);
-    let theirs = kopia_with(&kopia, &pit, &list);
+    let theirs = kopia.run_with_config(&pit, &pit.with_extension("logs"), &list);
     assert!(theirs.status.success(), "{theirs:?}");
     let theirs = String::from_utf8(theirs.stdout).unwrap();
     let ours = stdout_ok(kopia_notify(&pit, &["manifest", "list", "--json"]));
@@ -247,7 +199,7 @@ fn a_point_in_time_of_an_unversioned_bucket_is_refused_naming_the_bucket() {
     let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let dir = tempfile::tempdir().unwrap();
     // Kopia refuses to connect so; a config that says it anyway is refused by us too.
-    let (_, refused) = connect_at(&kopia, &bucket, &at, dir.path());
+    let (_, refused) = connect_at(&kopia, &gcs_args(&bucket), &at, dir.path());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("non-versioned bucket"), "{refused:?}");
     let mut config: serde_json::Value =

@@ -2,11 +2,17 @@
 //! s3, gcs and azureBlob): the blobs as they were at one moment, read-only. Kopia's rule
 //! (repo/blob/s3/s3_pit.go, `newestAtUnlessDeleted`): of a blob's versions, the newest one
 //! written at or before the point in time is the blob; when that one is a delete marker, or
-//! there is none, the blob did not exist then. This module holds the rule and the config
-//! value; listing and reading versions is each backend's.
+//! there is none, the blob did not exist then. This module holds the rule, the config value
+//! and what a view remembers of its choices; listing and reading versions is each backend's.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+
+use crate::error::Result;
+use crate::storage::BlobMetadata;
 
 /// The moment a view shows, from `pointInTime`. Go writes RFC 3339 (with nanoseconds when it
 /// has them); its zero time, and no value at all, mean "no view" as in Kopia
@@ -76,6 +82,57 @@ pub fn view_at(mut versions: Vec<ObjectVersion>, at: DateTime<Utc>) -> Vec<Objec
         }
     }
     view
+}
+
+/// What a view has chosen so far, by blob ID (`None`: absent at the moment). The past does not
+/// change, so each blob's versions are listed at most once, and a listing of the view answers
+/// the reads that follow it without listing again.
+#[derive(Debug, Default)]
+pub struct ChosenVersions(Mutex<HashMap<String, Option<ObjectVersion>>>);
+
+impl ChosenVersions {
+    /// The version of `id` at `at`: remembered, or chosen from `list_versions` (the versions
+    /// under the prefix `id`; other IDs' are ignored) the first time.
+    pub fn of(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        list_versions: impl FnOnce() -> Result<Vec<ObjectVersion>>,
+    ) -> Result<Option<ObjectVersion>> {
+        if let Some(known) = self.lock().get(id) {
+            return Ok(known.clone());
+        }
+        let versions = list_versions()?
+            .into_iter()
+            .filter(|v| v.id == id)
+            .collect();
+        let chosen = view_at(versions, at).pop();
+        self.lock().insert(id.to_string(), chosen.clone());
+        Ok(chosen)
+    }
+
+    /// The blobs of the view at `at` made of `versions`, remembering each one's version.
+    pub fn list(&self, versions: Vec<ObjectVersion>, at: DateTime<Utc>) -> Vec<BlobMetadata> {
+        let view = view_at(versions, at);
+        let blobs = view
+            .iter()
+            .map(|v| BlobMetadata {
+                id: v.id.clone(),
+                length: v.length,
+                timestamp: v.timestamp,
+            })
+            .collect();
+        let mut chosen = self.lock();
+        for version in view {
+            chosen.insert(version.id.clone(), Some(version));
+        }
+        blobs
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Option<ObjectVersion>>> {
+        // The map only ever gains correct entries: a panic elsewhere leaves it usable.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[cfg(test)]
@@ -160,5 +217,45 @@ mod tests {
         let moment = at("2026-01-01T10:00:00Z");
         assert!(view_at(vec![written.clone(), marker.clone()], moment).is_empty());
         assert!(view_at(vec![marker, written], moment).is_empty());
+    }
+
+    /// Each blob's versions are listed once; a listing of the view answers later reads; a
+    /// blob absent at the moment stays absent without listing again.
+    #[test]
+    fn a_view_remembers_its_choices() {
+        let chosen = ChosenVersions::default();
+        let moment = at("2026-01-01T12:30:00Z");
+        let listed = std::cell::Cell::new(0);
+        let list = |versions: Vec<ObjectVersion>| {
+            listed.set(listed.get() + 1);
+            Ok(versions)
+        };
+        let a = vec![
+            version("a", "a1", "2026-01-01T10:00:00Z", false),
+            version("a", "a2", "2026-01-01T13:00:00Z", false),
+            // Another ID under the same prefix: not a's.
+            version("ab", "ab1", "2026-01-01T10:00:00Z", false),
+        ];
+        for _ in 0..2 {
+            let got = chosen.of("a", moment, || list(a.clone())).unwrap();
+            assert_eq!(got.map(|v| v.version), Some("a1".to_string()));
+        }
+        let late = vec![version("late", "l1", "2026-01-01T13:00:00Z", false)];
+        for _ in 0..2 {
+            assert_eq!(
+                chosen.of("late", moment, || list(late.clone())).unwrap(),
+                None
+            );
+        }
+        assert_eq!(listed.get(), 2);
+
+        let blobs = chosen.list(
+            vec![version("b", "b1", "2026-01-01T11:00:00Z", false)],
+            moment,
+        );
+        assert_eq!(blobs.len(), 1);
+        assert_eq!((blobs[0].id.as_str(), blobs[0].length), ("b", 10));
+        let got = chosen.of("b", moment, || panic!("listed already")).unwrap();
+        assert_eq!(got.map(|v| v.version), Some("b1".to_string()));
     }
 }

@@ -8,12 +8,11 @@
 //! the same reqsign credential chain OpenDAL builds (none for an emulator).
 //!
 //! GCS keeps no delete markers: overwriting or deleting a live object archives its
-//! generation with a `timeDeleted`. Kopia's rule, applied through [`point_in_time::view_at`]:
+//! generation with a `timeDeleted`. Kopia's rule, applied through [`view_at`](crate::storage::point_in_time::view_at):
 //! of the generations created at or before T (by `Kopia-Mtime`, else `timeCreated`, as Kopia's
 //! getBlobMeta), the newest is the blob, unless it was deleted before T.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -21,7 +20,7 @@ use serde::Deserialize;
 
 use super::block_on;
 use crate::error::{Error, Result};
-use crate::storage::point_in_time::{self, ObjectVersion};
+use crate::storage::point_in_time::{ChosenVersions, ObjectVersion};
 use crate::storage::{BlobMetadata, BlobReader};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,9 +40,7 @@ pub struct GcsPointInTime {
     at: DateTime<Utc>,
     name: String,
     signer: Option<GoogleSigner>,
-    /// Generations already chosen, by blob ID (`None`: absent at `at`); the past does not
-    /// change, so each blob's generations are looked up at most once.
-    chosen: Mutex<HashMap<String, Option<ObjectVersion>>>,
+    chosen: ChosenVersions,
 }
 
 impl std::fmt::Debug for GcsPointInTime {
@@ -168,7 +165,7 @@ impl GcsPointInTime {
             at,
             name,
             signer,
-            chosen: Mutex::new(HashMap::new()),
+            chosen: ChosenVersions::default(),
         })
     }
 
@@ -297,30 +294,11 @@ impl GcsPointInTime {
                 reason: format!("invalid blob ID {id:?}"),
             });
         }
-        let known = self.lock().get(id).cloned();
-        let chosen = match known {
-            Some(chosen) => chosen,
-            None => {
-                let versions = self
-                    .versions(id)?
-                    .into_iter()
-                    .filter(|v| v.id == id)
-                    .collect();
-                let chosen = point_in_time::view_at(versions, self.at).pop();
-                self.lock().insert(id.to_string(), chosen.clone());
-                chosen
-            }
-        };
+        let chosen = self.chosen.of(id, self.at, || self.versions(id))?;
         chosen.ok_or_else(|| Error::BlobNotFound {
             blob_id: id.to_string(),
             storage: self.describe(),
         })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<ObjectVersion>>> {
-        self.chosen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn read(
@@ -482,20 +460,7 @@ impl BlobReader for GcsPointInTime {
     }
 
     fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
-        let view = point_in_time::view_at(self.versions(prefix)?, self.at);
-        let blobs = view
-            .iter()
-            .map(|v| BlobMetadata {
-                id: v.id.clone(),
-                length: v.length,
-                timestamp: v.timestamp,
-            })
-            .collect();
-        let mut chosen = self.lock();
-        for version in view {
-            chosen.insert(version.id.clone(), Some(version));
-        }
-        Ok(blobs)
+        Ok(self.chosen.list(self.versions(prefix)?, self.at))
     }
 
     fn describe(&self) -> String {
@@ -535,7 +500,10 @@ mod tests {
         .unwrap();
         assert_eq!(listing.next_page_token.as_deref(), Some("next"));
         let moment = at("2026-01-01T12:00:00Z");
-        let view = point_in_time::view_at(versions_of(listing.items, "p/", moment), moment);
+        let view = crate::storage::point_in_time::view_at(
+            versions_of(listing.items, "p/", moment),
+            moment,
+        );
         let chosen: Vec<(&str, &str, u64)> = view
             .iter()
             .map(|v| (v.id.as_str(), v.version.as_str(), v.length))

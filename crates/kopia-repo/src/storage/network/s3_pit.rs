@@ -1,10 +1,8 @@
 //! Kopia's point-in-time view of an S3 bucket (repo/blob/s3/s3_pit.go, s3_versioned.go): the
 //! blobs under the prefix as they were at `pointInTime`, chosen from the bucket's object
-//! versions by [`point_in_time::view_at`], each read at exactly that version. The view is a
+//! versions by [`view_at`](crate::storage::point_in_time::view_at), each read at exactly that version. The view is a
 //! [`BlobReader`] and nothing else: it has no way to write or delete.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -13,7 +11,7 @@ use futures::TryStreamExt;
 use super::block_on;
 use super::object::ObjectStorage;
 use crate::error::{Error, Result};
-use crate::storage::point_in_time::{self, ObjectVersion};
+use crate::storage::point_in_time::{ChosenVersions, ObjectVersion};
 use crate::storage::{BlobMetadata, BlobReader};
 
 /// S3's version ID of objects written while the bucket was not versioned.
@@ -27,9 +25,7 @@ const VERSIONING_PROBE: usize = 1000;
 pub struct PointInTimeStorage {
     objects: ObjectStorage,
     at: DateTime<Utc>,
-    /// Versions already chosen, by blob ID (`None`: absent at `at`). The past does not change,
-    /// so a choice stays right and each blob's versions are looked up at most once.
-    chosen: Mutex<HashMap<String, Option<ObjectVersion>>>,
+    chosen: ChosenVersions,
 }
 
 impl PointInTimeStorage {
@@ -37,7 +33,7 @@ impl PointInTimeStorage {
         PointInTimeStorage {
             objects,
             at,
-            chosen: Mutex::new(HashMap::new()),
+            chosen: ChosenVersions::default(),
         }
     }
 
@@ -125,32 +121,12 @@ impl PointInTimeStorage {
 
     /// The version of `id` the view shows, or [`Error::BlobNotFound`].
     fn chosen(&self, id: &str) -> Result<ObjectVersion> {
-        let known = self.lock().get(id).cloned();
-        let chosen = match known {
-            Some(chosen) => chosen,
-            None => {
-                self.objects.key(id)?;
-                let versions = self
-                    .versions(id)?
-                    .into_iter()
-                    .filter(|v| v.id == id)
-                    .collect();
-                let chosen = point_in_time::view_at(versions, self.at).pop();
-                self.lock().insert(id.to_string(), chosen.clone());
-                chosen
-            }
-        };
+        self.objects.key(id)?;
+        let chosen = self.chosen.of(id, self.at, || self.versions(id))?;
         chosen.ok_or_else(|| Error::BlobNotFound {
             blob_id: id.to_string(),
             storage: self.describe(),
         })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<ObjectVersion>>> {
-        // The map only ever gains correct entries: a panic elsewhere leaves it usable.
-        self.chosen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn read(
@@ -204,20 +180,7 @@ impl BlobReader for PointInTimeStorage {
     }
 
     fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
-        let view = point_in_time::view_at(self.versions(prefix)?, self.at);
-        let blobs = view
-            .iter()
-            .map(|v| BlobMetadata {
-                id: v.id.clone(),
-                length: v.length,
-                timestamp: v.timestamp,
-            })
-            .collect();
-        let mut chosen = self.lock();
-        for version in view {
-            chosen.insert(version.id.clone(), Some(version));
-        }
-        Ok(blobs)
+        Ok(self.chosen.list(self.versions(prefix)?, self.at))
     }
 
     fn describe(&self) -> String {
