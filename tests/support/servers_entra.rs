@@ -10,8 +10,8 @@
 //! refuses a bearer token over plain HTTP.
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Child;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -19,12 +19,9 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::servers::free_port;
 use crate::servers_b2::http::{self, Listener, Request, Response};
-use crate::servers_objects::{locate, required, wait_for_port};
+use crate::servers_objects::{required, spawn_azurite};
 
-/// The Azurite the object tests use; `.ci/install-object-emulators.sh` installs it.
-const AZURITE_VERSION: &str = "3.35.0";
 /// How long the tokens issued live (Entra ID's usual hour).
 const TOKEN_LIFETIME: i64 = 3600;
 
@@ -262,55 +259,15 @@ impl AzuriteOAuth {
 
     fn start() -> Result<AzuriteOAuth, String> {
         let tls = loopback_tls();
-        let data = std::env::var_os("KOPIA_NOTIFIER_TOOLS")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("kopia-notifier"))
-            })
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(|h| PathBuf::from(h).join(".local/share/kopia-notifier"))
-            });
-        let dirs: Vec<PathBuf> = data
-            .map(|d| d.join(format!("azurite-{AZURITE_VERSION}/node_modules/.bin")))
-            .into_iter()
-            .collect();
-        let bin = locate("azurite-blob", &dirs)?;
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let port = free_port();
-        let key = base64::engine::general_purpose::STANDARD.encode(
-            std::array::from_fn::<u8, 32, _>(|i| (port as u8) ^ (i as u8 * 7)),
-        );
-        let path = |p: &Path| p.display().to_string();
-        let child = Command::new(&bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .args(["--loose", "--inMemoryPersistence", "--disableTelemetry"])
-            .arg("--skipApiVersionCheck")
-            .args(["--oauth", "basic"])
-            .args([
-                "--cert",
-                &path(&tls.cert_file),
-                "--key",
-                &path(&tls.key_file),
-            ])
-            .current_dir(dir.path())
-            .env("AZURITE_ACCOUNTS", format!("{}:{key}", Self::ACCOUNT))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let mut server = AzuriteOAuth {
-            port,
-            key,
-            child,
-            _dir: dir,
-        };
-        if let Err(e) = wait_for_port("azurite-blob", port) {
-            let _ = server.child.kill();
-            return Err(e);
-        }
-        Ok(server)
+        let (cert, key) = (tls.cert_file.display(), tls.key_file.display());
+        let (cert, key) = (cert.to_string(), key.to_string());
+        let spawned = spawn_azurite(&["--oauth", "basic", "--cert", &cert, "--key", &key], None)?;
+        Ok(AzuriteOAuth {
+            port: spawned.port,
+            key: spawned.key,
+            child: spawned.child,
+            _dir: spawned.dir,
+        })
     }
 
     /// The account key (base64), as Kopia's `storageKey` takes it.

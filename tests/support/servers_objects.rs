@@ -209,6 +209,79 @@ impl FakeGcsServer {
     }
 }
 
+/// An azurite-blob process answering on a free loopback port, its account
+/// [`AzuriteServer::ACCOUNT`] with a key of its own.
+pub(crate) struct SpawnedAzurite {
+    pub(crate) port: u16,
+    pub(crate) key: String,
+    pub(crate) child: Child,
+    /// Its working directory (nothing is persisted; whatever Azurite writes beside that).
+    pub(crate) dir: tempfile::TempDir,
+}
+
+/// Starts azurite-blob with `extra` arguments and waits until it answers; its standard output
+/// (the access log) goes to `access_log` in its directory when named.
+pub(crate) fn spawn_azurite(
+    extra: &[&str],
+    access_log: Option<&str>,
+) -> Result<SpawnedAzurite, String> {
+    let data = std::env::var_os("KOPIA_NOTIFIER_TOOLS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("kopia-notifier"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/kopia-notifier"))
+        });
+    let dirs: Vec<PathBuf> = data
+        .map(|d| d.join(format!("azurite-{AZURITE_VERSION}/node_modules/.bin")))
+        .into_iter()
+        .collect();
+    let bin = locate("azurite-blob", &dirs)?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let port = free_port();
+    // A key of this server's own: nothing about it is secret, it only has to be 32 bytes.
+    let seed = u64::from(std::process::id()) << 16 | u64::from(port);
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(std::array::from_fn::<u8, 32, _>(|i| {
+            (seed >> (i % 8 * 8)) as u8 ^ i as u8
+        }));
+    let stdout = match access_log {
+        Some(name) => {
+            Stdio::from(std::fs::File::create(dir.path().join(name)).map_err(|e| e.to_string())?)
+        }
+        None => Stdio::null(),
+    };
+    let child = Command::new(&bin)
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        .args(["--loose", "--inMemoryPersistence", "--disableTelemetry"])
+        // Kopia's Azure SDK speaks a newer API version than Azurite 3.35 knows by name.
+        .arg("--skipApiVersionCheck")
+        .args(extra)
+        .current_dir(dir.path())
+        .env(
+            "AZURITE_ACCOUNTS",
+            format!("{}:{key}", AzuriteServer::ACCOUNT),
+        )
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    let mut spawned = SpawnedAzurite {
+        port,
+        key,
+        child,
+        dir,
+    };
+    if let Err(e) = wait_for_port("azurite-blob", port) {
+        let _ = spawned.child.kill();
+        let _ = spawned.child.wait();
+        return Err(e);
+    }
+    Ok(spawned)
+}
+
 /// Azurite's blob service with one storage account of a key of its own, on its own port, ended
 /// when dropped; its access log counts the requests it served.
 ///
@@ -238,54 +311,14 @@ impl AzuriteServer {
     pub const ACCOUNT: &'static str = "127";
 
     fn start() -> Result<AzuriteServer, String> {
-        let data = std::env::var_os("KOPIA_NOTIFIER_TOOLS")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("kopia-notifier"))
-            })
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(|h| PathBuf::from(h).join(".local/share/kopia-notifier"))
-            });
-        let dirs: Vec<PathBuf> = data
-            .map(|d| d.join(format!("azurite-{AZURITE_VERSION}/node_modules/.bin")))
-            .into_iter()
-            .collect();
-        let bin = locate("azurite-blob", &dirs)?;
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let port = free_port();
-        // A key of this server's own: nothing about it is secret, it only has to be 32 bytes.
-        let seed = u64::from(std::process::id()) << 16 | u64::from(port);
-        let key = base64::engine::general_purpose::STANDARD.encode(
-            std::array::from_fn::<u8, 32, _>(|i| (seed >> (i % 8 * 8)) as u8 ^ i as u8),
-        );
-        let access_log = dir.path().join("access.log");
-        let log = std::fs::File::create(&access_log).map_err(|e| e.to_string())?;
-        let child = Command::new(&bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .args(["--loose", "--inMemoryPersistence", "--disableTelemetry"])
-            // Kopia's Azure SDK speaks a newer API version than Azurite 3.35 knows by name.
-            .arg("--skipApiVersionCheck")
-            // Nothing is persisted; whatever Azurite writes beside that stays in the temp dir.
-            .current_dir(dir.path())
-            .env("AZURITE_ACCOUNTS", format!("{}:{key}", Self::ACCOUNT))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let mut server = AzuriteServer {
-            port,
-            key,
-            child,
-            access_log,
-            _dir: dir,
-        };
-        if let Err(e) = wait_for_port("azurite-blob", port) {
-            let _ = server.child.kill();
-            return Err(e);
-        }
-        Ok(server)
+        let spawned = spawn_azurite(&[], Some("access.log"))?;
+        Ok(AzuriteServer {
+            port: spawned.port,
+            key: spawned.key,
+            child: spawned.child,
+            access_log: spawned.dir.path().join("access.log"),
+            _dir: spawned.dir,
+        })
     }
 
     /// The account key (base64), as Kopia's `storageKey` takes it.
