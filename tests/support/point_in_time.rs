@@ -1,14 +1,19 @@
-//! What the point-in-time interop tests share: the moment between two rounds of writes, and
+//! What the point-in-time interop tests share: the moment between two rounds of writes,
 //! Kopia's own connection to the repository as it was then (Kopia writes `pointInTime` into
-//! the config it makes).
+//! the config it makes), and what every view must do: refuse writes, list once.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
+use kopia_repo::client;
+use kopia_repo::repository::Repository;
+use kopia_repo::storage::counting::CountingStorage;
+use kopia_repo::storage::BlobReader;
 
-use crate::{Kopia, HOSTNAME, USERNAME};
+use crate::{Kopia, HOSTNAME, PASSWORD, USERNAME};
 
 /// The moment after everything written so far and before anything written from now on:
 /// the next whole second (Kopia's flag takes RFC 3339 seconds), passed by a margin.
@@ -40,4 +45,40 @@ pub fn connect_at(
     ]);
     let out = kopia.run_with_config(&config, &config.with_extension("logs"), &args);
     (config, out)
+}
+
+/// Asserts that `kopia-notify <args>` through the view `pit` at `at` was refused: exit 2, one
+/// line naming the config and the moment, nothing on stdout.
+#[track_caller]
+pub fn assert_refused(out: &Output, args: &[&str], pit: &Path, at: &str) {
+    let refusal = format!(
+        "repository {} is a read-only point-in-time view (pointInTime {at}); not written",
+        pit.display()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    assert!(stderr.contains(&refusal), "{args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "{args:?}");
+}
+
+/// Opens the view `pit` (at `at`) as the app does and asserts that it is read-only and that a
+/// second refresh lists once and reads nothing (the past does not change).
+#[track_caller]
+pub fn assert_view_lists_once(pit: &Path, at: &str) {
+    let storage = client::load(pit).unwrap().open_storage().unwrap();
+    assert!(storage.is_read_only());
+    assert!(storage
+        .reader()
+        .describe()
+        .ends_with(&format!("as of {at}")));
+    let counting = Arc::new(CountingStorage::new(Arc::clone(storage.reader())));
+    let repository =
+        Repository::open(Arc::clone(&counting) as Arc<dyn BlobReader>, PASSWORD).unwrap();
+    let mut store = repository.manifest_store();
+    assert!(store.refresh().unwrap().changed);
+    counting.take_counts();
+    assert!(!store.refresh().unwrap().changed);
+    let counts = counting.take_counts();
+    assert_eq!((counts.lists, counts.gets), (1, 0), "{counts:?}");
 }

@@ -10,17 +10,14 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Output;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use kopia_fixtures::cli::{self, stdout_ok};
-use kopia_fixtures::point_in_time::{connect_at, moment_between_writes};
+use kopia_fixtures::point_in_time::{
+    assert_refused, assert_view_lists_once, connect_at, moment_between_writes,
+};
 use kopia_fixtures::servers::{require_moto, MotoServer};
-use kopia_fixtures::{require_kopia, KopiaRepo, PASSWORD};
-use kopia_repo::client;
-use kopia_repo::repository::Repository;
-use kopia_repo::storage::counting::CountingStorage;
-use kopia_repo::storage::BlobReader;
+use kopia_fixtures::{require_kopia, KopiaRepo};
 
 const BUCKET: &str = "kopia-notifier-pit";
 const PREFIX: &str = "team-a/host1-";
@@ -228,10 +225,6 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
 
     // Every write is refused before any request, with one line naming the config and T.
     let before = version_counts(&moto, BUCKET);
-    let refusal = format!(
-        "repository {} is a read-only point-in-time view (pointInTime {at}); not written",
-        pit.display()
-    );
     let payload = dir.path().join("payload.json");
     std::fs::write(&payload, "{}").unwrap();
     let payload_arg = format!("--file={}", payload.display());
@@ -253,11 +246,7 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
             .args(&args)
             .output()
             .expect("run kopia-notify");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.contains(&refusal), "{args:?}: {stderr}");
-        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_refused(&out, &args, &pit, &at);
     }
     assert_eq!(
         version_counts(&moto, BUCKET),
@@ -265,22 +254,7 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
         "a refused write wrote"
     );
 
-    // The view lists once and reads nothing when asked again (the past does not change).
-    let storage = client::load(&pit).unwrap().open_storage().unwrap();
-    assert!(storage.is_read_only());
-    assert!(storage
-        .reader()
-        .describe()
-        .ends_with(&format!("as of {at}")));
-    let counting = Arc::new(CountingStorage::new(Arc::clone(storage.reader())));
-    let repository =
-        Repository::open(Arc::clone(&counting) as Arc<dyn BlobReader>, PASSWORD).unwrap();
-    let mut store = repository.manifest_store();
-    assert!(store.refresh().unwrap().changed);
-    counting.take_counts();
-    assert!(!store.refresh().unwrap().changed);
-    let counts = counting.take_counts();
-    assert_eq!((counts.lists, counts.gets), (1, 0), "{counts:?}");
+    assert_view_lists_once(&pit, &at);
 }
 
 #[test]

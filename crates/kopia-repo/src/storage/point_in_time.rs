@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::storage::BlobMetadata;
 
 /// The moment a view shows, from `pointInTime`. Go writes RFC 3339 (with nanoseconds when it
@@ -133,6 +133,37 @@ impl ChosenVersions {
         // The map only ever gains correct entries: a panic elsewhere leaves it usable.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// `length` bytes at `offset` of a chosen `version` of blob `id`, fetched by `read` (given the
+/// range `[offset, end)`). The listing told the version's size, so a range past it is known
+/// short without a request; an answer shorter than asked is [`Error::TruncatedBlob`] too.
+pub fn read_version_range(
+    id: &str,
+    version: &ObjectVersion,
+    offset: u64,
+    length: u64,
+    read: impl FnOnce((u64, u64)) -> Result<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let end = offset.saturating_add(length);
+    let truncated = |actual| Error::TruncatedBlob {
+        blob_id: id.to_string(),
+        offset,
+        wanted: length,
+        actual,
+    };
+    if version.length < end {
+        return Err(truncated(version.length));
+    }
+    if length == 0 {
+        return Ok(Vec::new());
+    }
+    let mut data = read((offset, end))?;
+    if (data.len() as u64) < length {
+        return Err(truncated(offset + data.len() as u64));
+    }
+    data.truncate(length as usize);
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -257,5 +288,40 @@ mod tests {
         assert_eq!((blobs[0].id.as_str(), blobs[0].length), ("b", 10));
         let got = chosen.of("b", moment, || panic!("listed already")).unwrap();
         assert_eq!(got.map(|v| v.version), Some("b1".to_string()));
+    }
+
+    #[test]
+    fn ranges_past_the_listed_size_or_answered_short_are_truncated() {
+        let v = version("a", "a1", "2026-01-01T10:00:00Z", false); // 10 bytes long
+        let never = |_| -> Result<Vec<u8>> { panic!("no request expected") };
+        let short = |err: Error| match err {
+            Error::TruncatedBlob { actual, .. } => actual,
+            other => panic!("expected TruncatedBlob, got {other}"),
+        };
+        assert_eq!(
+            short(read_version_range("a", &v, 8, 4, never).unwrap_err()),
+            10
+        );
+        assert!(read_version_range("a", &v, 10, 0, never)
+            .unwrap()
+            .is_empty());
+        let answered = |bytes: usize| {
+            move |(start, end): (u64, u64)| {
+                assert_eq!((start, end), (2, 6));
+                Ok(vec![7u8; bytes])
+            }
+        };
+        assert_eq!(
+            short(read_version_range("a", &v, 2, 4, answered(3)).unwrap_err()),
+            5
+        );
+        assert_eq!(
+            read_version_range("a", &v, 2, 4, answered(4)).unwrap(),
+            [7; 4]
+        );
+        assert_eq!(
+            read_version_range("a", &v, 2, 4, answered(9)).unwrap(),
+            [7; 4]
+        );
     }
 }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::block_on;
 use crate::error::{Error, Result};
-use crate::storage::point_in_time::{ChosenVersions, ObjectVersion};
+use crate::storage::point_in_time::{read_version_range, ChosenVersions, ObjectVersion};
 use crate::storage::{BlobMetadata, BlobReader};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -436,27 +436,9 @@ impl BlobReader for GcsPointInTime {
 
     fn get_blob_range(&self, id: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let version = self.chosen(id)?;
-        let end = offset.saturating_add(length);
-        let truncated = |actual| Error::TruncatedBlob {
-            blob_id: id.to_string(),
-            offset,
-            wanted: length,
-            actual,
-        };
-        // The listing told the generation's size: a range past it is known short.
-        if version.length < end {
-            return Err(truncated(version.length));
-        }
-        if length == 0 {
-            return Ok(Vec::new());
-        }
-        let data = self.read(id, &version, Some((offset, end)))?;
-        if (data.len() as u64) < length {
-            return Err(truncated(offset + data.len() as u64));
-        }
-        data.get(..length as usize)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| truncated(offset + data.len() as u64))
+        read_version_range(id, &version, offset, length, |range| {
+            self.read(id, &version, Some(range))
+        })
     }
 
     fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {

@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use super::block_on;
 use super::object::ObjectStorage;
 use crate::error::{Error, Result};
-use crate::storage::point_in_time::{ChosenVersions, ObjectVersion};
+use crate::storage::point_in_time::{read_version_range, ChosenVersions, ObjectVersion};
 use crate::storage::{BlobMetadata, BlobReader};
 
 /// S3's version ID of objects written while the bucket was not versioned.
@@ -158,25 +158,9 @@ impl BlobReader for PointInTimeStorage {
 
     fn get_blob_range(&self, id: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         let version = self.chosen(id)?;
-        let end = offset.saturating_add(length);
-        let truncated = |actual| Error::TruncatedBlob {
-            blob_id: id.to_string(),
-            offset,
-            wanted: length,
-            actual,
-        };
-        // The listing told the version's size: a range past it is known short without asking.
-        if version.length < end {
-            return Err(truncated(version.length));
-        }
-        if length == 0 {
-            return Ok(Vec::new());
-        }
-        let data = self.read(id, &version, Some((offset, end)))?;
-        if (data.len() as u64) < length {
-            return Err(truncated(offset + data.len() as u64));
-        }
-        Ok(data)
+        read_version_range(id, &version, offset, length, |range| {
+            self.read(id, &version, Some(range))
+        })
     }
 
     fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
