@@ -13,7 +13,8 @@ use kopia_repo::repository::Repository;
 use kopia_repo::storage::counting::CountingStorage;
 use kopia_repo::storage::BlobReader;
 
-use crate::{Kopia, HOSTNAME, PASSWORD, USERNAME};
+use crate::cli::stdout_ok;
+use crate::{Kopia, KopiaRepo, HOSTNAME, PASSWORD, USERNAME};
 
 /// The moment after everything written so far and before anything written from now on:
 /// the next whole second (Kopia's flag takes RFC 3339 seconds), passed by a margin.
@@ -81,4 +82,41 @@ pub fn assert_view_lists_once(pit: &Path, at: &str) {
     assert!(!store.refresh().unwrap().changed);
     let counts = counting.take_counts();
     assert_eq!((counts.lists, counts.gets), (1, 0), "{counts:?}");
+}
+
+/// What a point-in-time test's repository went through around the moment `at`.
+pub struct History {
+    pub at: String,
+    /// Kopia's older snapshot, deleted (and its blobs with it) after the moment.
+    pub old_snapshot: String,
+    /// Our notification sent before the moment, acknowledged after it.
+    pub before: String,
+    /// Our notification sent after the moment.
+    pub after: String,
+}
+
+/// Kopia snapshots twice and we send a notification; the moment passes; we send another and
+/// acknowledge the first, and Kopia deletes the older snapshot and runs full maintenance.
+/// `kopia_notify` runs ours through a config.
+pub fn write_history(repo: &KopiaRepo, kopia_notify: impl Fn(&Path, &[&str]) -> Output) -> History {
+    let old_snapshot = repo.snapshot(&repo.make_tree(2, 3));
+    repo.snapshot(&repo.make_tree(1, 2));
+    let live = repo.config_file();
+    let send = |title| {
+        stdout_ok(kopia_notify(&live, &["send", "--title", title]))
+            .trim()
+            .to_string()
+    };
+    let before = send("A before the moment");
+    let at = moment_between_writes();
+    let after = send("B after the moment");
+    stdout_ok(kopia_notify(&live, &["ack", &before]));
+    repo.delete_snapshot(&old_snapshot);
+    repo.maintenance_full();
+    History {
+        at,
+        old_snapshot,
+        before,
+        after,
+    }
 }

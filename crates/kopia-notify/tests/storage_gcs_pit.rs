@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use chrono::Utc;
 use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::point_in_time::{
-    assert_refused, assert_view_lists_once, connect_at, moment_between_writes,
+    assert_refused, assert_view_lists_once, connect_at, write_history, History,
 };
 use kopia_fixtures::servers_objects::{require_fake_gcs, FakeGcsServer};
 use kopia_fixtures::{require_kopia, KopiaRepo};
@@ -97,24 +97,14 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
     let Some(kopia) = require_kopia() else { return };
     let bucket = new_bucket(gcs, true);
     let repo = KopiaRepo::create_on(&kopia, &gcs_args(&bucket));
-    let old_snapshot = repo.snapshot(&repo.make_tree(2, 3));
-    repo.snapshot(&repo.make_tree(1, 2));
+    let History {
+        at,
+        old_snapshot,
+        before,
+        after,
+    } = write_history(&repo, kopia_notify);
+    let (a, b) = (before.as_str(), after.as_str());
     let live = repo.config_file();
-    let a = stdout_ok(kopia_notify(
-        &live,
-        &["send", "--title", "A before the moment"],
-    ));
-    let a = a.trim();
-
-    let at = moment_between_writes();
-    let b = stdout_ok(kopia_notify(
-        &live,
-        &["send", "--title", "B after the moment"],
-    ));
-    let b = b.trim();
-    stdout_ok(kopia_notify(&live, &["ack", a]));
-    repo.delete_snapshot(&old_snapshot);
-    repo.maintenance_full();
     let (_, archived) = generations(gcs, &bucket);
     assert!(archived > 0, "maintenance deleted no blob");
 

@@ -14,7 +14,7 @@ use std::process::Output;
 use chrono::{DateTime, Utc};
 use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::point_in_time::{
-    assert_refused, assert_view_lists_once, connect_at, moment_between_writes,
+    assert_refused, assert_view_lists_once, connect_at, write_history, History,
 };
 use kopia_fixtures::servers::{require_moto, MotoServer};
 use kopia_fixtures::{require_kopia, KopiaRepo};
@@ -167,24 +167,14 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
     enable_versioning(&moto, BUCKET);
     let endpoint = versioning_fix_proxy(&moto);
     let repo = KopiaRepo::create_on(&kopia, &s3_args(&endpoint, BUCKET));
-    let old_snapshot = repo.snapshot(&repo.make_tree(2, 3));
-    repo.snapshot(&repo.make_tree(1, 2));
+    let History {
+        at,
+        old_snapshot,
+        before,
+        after,
+    } = write_history(&repo, kopia_notify);
+    let (a, b) = (before.as_str(), after.as_str());
     let live = repo.config_file();
-    let a = stdout_ok(kopia_notify(
-        &live,
-        &["send", "--title", "A before the moment"],
-    ));
-    let a = a.trim();
-
-    let at = moment_between_writes();
-    let b = stdout_ok(kopia_notify(
-        &live,
-        &["send", "--title", "B after the moment"],
-    ));
-    let b = b.trim();
-    stdout_ok(kopia_notify(&live, &["ack", a]));
-    repo.delete_snapshot(&old_snapshot);
-    repo.maintenance_full();
     let (_, markers) = version_counts(&moto, BUCKET);
     assert!(markers > 0, "maintenance deleted no blob");
 
