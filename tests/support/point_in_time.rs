@@ -120,3 +120,26 @@ pub fn write_history(repo: &KopiaRepo, kopia_notify: impl Fn(&Path, &[&str]) -> 
         after,
     }
 }
+
+/// The config Kopia made for the view `pit` records the moment `at`, and our
+/// `manifest list --json` through it is Kopia's, byte for byte; returns that list.
+#[track_caller]
+pub fn assert_lists_like_kopia(
+    kopia: &Kopia,
+    pit: &Path,
+    at: &str,
+    kopia_notify: impl Fn(&Path, &[&str]) -> Output,
+) -> String {
+    let config_text = std::fs::read_to_string(pit).unwrap();
+    assert!(
+        config_text.contains(&format!("\"pointInTime\": \"{at}\"")),
+        "{config_text}"
+    );
+    let list = ["manifest", "list", "--json"];
+    let theirs = kopia.run_with_config(pit, &pit.with_extension("logs"), &list);
+    assert!(theirs.status.success(), "{theirs:?}");
+    let theirs = String::from_utf8(theirs.stdout).unwrap();
+    let ours = stdout_ok(kopia_notify(pit, &list));
+    assert_eq!(ours, theirs);
+    ours
+}
