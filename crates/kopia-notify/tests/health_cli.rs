@@ -246,8 +246,10 @@ fn kopia_scheduling_policies_make_sources_overdue() {
     // Global: every hour. One path: manual. Another: a time of day as well, twelve hours away
     // so that it never falls inside the hours the test looks at; merged with the interval.
     repo.kopia_ok(&["policy", "set", "--global", "--snapshot-interval=1h"]);
+    // No leading zero: Kopia reads the hour with Go's `%v`, which takes "08" and "09" for
+    // octal and refuses them (snapshot/policy/scheduling_policy.go, TimeOfDay.Parse).
     let far_hour = (Utc::now() + Duration::hours(12))
-        .format("%H:00")
+        .format("%-H:00")
         .to_string();
     repo.kopia_ok(&[
         OsStr::new("policy"),
