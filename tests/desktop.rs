@@ -1,11 +1,12 @@
 //! End to end on a headless desktop: the built `kopia-notifier` app under Xvfb with a private
 //! session bus, dunst and a tray watcher, driven by `kopia-notify`, D-Bus (popup actions, the
-//! tray menu) and WebDriver (the window). One app instance for the whole scenario.
+//! tray menu) and WebDriver (the window). One app instance per scenario: the demo repository's,
+//! and a Kopia user's repository in an S3 bucket on a loopback moto server.
 //!
 //! Needs the Debian packages xvfb, dbus, dunst, webkit2gtk-driver and xdotool (skipped loudly
-//! without them, failing under `CI=true`), and builds the app and CLI itself. The `kopia
-//! snapshot create` step needs the real kopia (see `kopia_fixtures::require_kopia`).
-//! Run: `cargo test -p kopia-notifier-tests --test desktop -- --nocapture`.
+//! without them, failing under `CI=true`), and builds the app and CLI itself. The `kopia`
+//! steps need the real kopia (see `kopia_fixtures::require_kopia`), the S3 scenario moto.
+//! Run: `cargo test --workspace --test desktop -- --nocapture`.
 
 #[path = "support/desktop/mod.rs"]
 mod desktop;
@@ -19,6 +20,7 @@ use desktop::bus::{item_property, PopupMonitor, TrayMenu, TrayWatcher};
 use desktop::session::{build_binaries, descendants, require_desktop_tools, wait_for, Desktop};
 use desktop::webdriver::WebDriver;
 use desktop::x11::request_close;
+use kopia_fixtures::servers::require_moto;
 use serde_json::Value;
 
 const APP_TITLE: &str = "Kopia Notifier";
@@ -132,7 +134,7 @@ fn popups_window_tray_and_acknowledgement_end_to_end() {
     });
 
     // kopia-notify writes into the demo repository through a Kopia client config.
-    let cli = Cli::new(&desktop, &binaries.cli, &data_dir);
+    let cli = Cli::demo(&desktop, &binaries.cli, &data_dir);
     let error_title = "Disk sdb is failing";
     let error_id = cli.send(&[
         "--severity",
@@ -398,6 +400,132 @@ fn popups_window_tray_and_acknowledgement_end_to_end() {
     );
 }
 
+/// A Kopia user whose repository is in an S3 bucket installs the app and sets nothing up: on
+/// its first run the app finds the connection Kopia made (`~/.config/kopia/repository.config`
+/// and the password Kopia kept next to it), a notification sent to the bucket pops up, and the
+/// popup's Acknowledge button writes the acknowledgement into the bucket.
+#[test]
+fn a_notification_sent_to_a_kopia_repository_in_an_s3_bucket_pops_up() {
+    if !require_desktop_tools() {
+        return;
+    }
+    let (Some(kopia), Some(moto)) = (kopia_fixtures::require_kopia(), require_moto()) else {
+        return;
+    };
+    let binaries = build_binaries();
+    let mut desktop = Desktop::start();
+    desktop.start_dunst();
+    let watcher = TrayWatcher::start(desktop.bus_address());
+    let monitor = PopupMonitor::start(desktop.bus_address());
+
+    // Kopia connects as its users do: its default config, its password file, its cache.
+    let bucket = "kopia-notifier-desktop";
+    moto.create_bucket(bucket);
+    let kopia_command = |args: &[String]| {
+        let mut command = desktop.command(kopia.path());
+        command
+            .env("KOPIA_CHECK_FOR_UPDATES", "false")
+            .env("KOPIA_LOG_DIR", desktop.root().join("kopia-logs"))
+            .args(args);
+        command
+    };
+    let mut create = kopia_command(&[
+        "repository".into(),
+        "create".into(),
+        "s3".into(),
+        format!("--bucket={bucket}"),
+        "--prefix=laptop/".into(),
+        format!("--endpoint={}", moto.endpoint()),
+        "--disable-tls".into(),
+        "--access-key=AKIAKOPIANOTIFIER".into(),
+        "--secret-access-key=kopia-notifier-secret".into(),
+        format!(
+            "--cache-directory={}",
+            desktop.root().join("kopia-cache").display()
+        ),
+    ]);
+    create.env("KOPIA_PASSWORD", "a password only Kopia was told");
+    let backed_up = desktop.root().join("documents");
+    std::fs::create_dir_all(&backed_up).expect("create the backed-up directory");
+    std::fs::write(backed_up.join("letter.txt"), "Dear Kopia").expect("write a file");
+    let mut snapshot = kopia_command(&[
+        "snapshot".into(),
+        "create".into(),
+        backed_up.display().to_string(),
+    ]);
+    for command in [&mut create, &mut snapshot] {
+        let out = desktop.output(command, STARTUP);
+        assert!(
+            out.status.success(),
+            "{command:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let kopia_config = desktop.home().join(".config/kopia/repository.config");
+    assert!(
+        kopia_config.is_file()
+            && kopia_config
+                .with_extension("config.kopia-password")
+                .is_file(),
+        "Kopia keeps its connection in {} and the password next to it",
+        kopia_config.display()
+    );
+
+    let mut app = desktop.command(&binaries.app);
+    app.args(["--hidden", "--data-dir"])
+        .arg(desktop.root().join("data"))
+        .env("RUST_LOG", "info,kopia_notifier=debug");
+    desktop.spawn("app", app);
+    let item = wait_for("the app's StatusNotifierItem", STARTUP, || {
+        watcher
+            .items()
+            .first()
+            .cloned()
+            .ok_or_else(|| "nothing registered".into())
+    });
+    let menu = TrayMenu::of(&desktop, &item);
+    wait_status(&desktop, &menu, "All clear");
+
+    let cli = Cli::connected(&desktop, &binaries.cli, kopia_config);
+    let title = "Backup of /home/laptop failed";
+    let id = cli.send(&[
+        "--severity",
+        "error",
+        "--title",
+        title,
+        "--message",
+        "The disk holding /home/laptop is read-only.",
+    ]);
+    // Network repositories are polled every 15 minutes by default (a LIST costs money on
+    // object stores); "Check now" checks at once.
+    menu.click(&desktop, "Check now");
+    let popup = wait_for("the S3 repository's popup", STARTUP, || monitor.find(title));
+    assert_eq!(popup.urgency, Some(2), "errors are critical: {popup:?}");
+    assert!(popup.has_action("acknowledge"), "{popup:?}");
+    wait_status(&desktop, &menu, "1 error");
+
+    watcher.invoke_popup_action(popup.id, "acknowledge");
+    wait_for("the acknowledgement in the bucket", STARTUP, || {
+        if cli.pending().iter().any(|n| n["id"] == id.as_str()) {
+            Err(format!("{id} still pending"))
+        } else {
+            Ok(())
+        }
+    });
+    wait_status(&desktop, &menu, "All clear");
+    wait_for("the acknowledged popup closed", SOON, || {
+        monitor
+            .was_closed(popup.id)
+            .then_some(())
+            .ok_or_else(|| "still open".into())
+    });
+
+    menu.click(&desktop, "Quit");
+    let status = desktop.wait_exit("app", SOON);
+    assert!(status.success(), "the app quit with {status}");
+}
+
 fn wait_status(desktop: &Desktop, menu: &TrayMenu, expected: &str) {
     wait_for(&format!("tray status {expected:?}"), STARTUP, || {
         let line = menu.status_line(desktop)?;
@@ -473,15 +601,18 @@ fn os_user() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// `kopia-notify` (and `kopia`) on the demo repository, as the app's own identity.
+/// `kopia-notify` (and `kopia`) on one repository, as the app's own identity.
 struct Cli<'a> {
     desktop: &'a Desktop,
     bin: &'a Path,
     config: std::path::PathBuf,
+    /// `KOPIA_PASSWORD`, unless Kopia's password file next to the config holds it.
+    password: Option<&'static str>,
 }
 
 impl<'a> Cli<'a> {
-    fn new(desktop: &'a Desktop, bin: &'a Path, data_dir: &Path) -> Cli<'a> {
+    /// On the app's demo repository, through a Kopia client config written for it.
+    fn demo(desktop: &'a Desktop, bin: &'a Path, data_dir: &Path) -> Cli<'a> {
         let config = desktop.root().join("kopia/repository.config");
         std::fs::create_dir_all(config.parent().expect("a parent")).expect("create config dir");
         let json = serde_json::json!({
@@ -501,6 +632,17 @@ impl<'a> Cli<'a> {
             desktop,
             bin,
             config,
+            password: Some("kopia-notifier-demo"),
+        }
+    }
+
+    /// On the repository Kopia connected with `config`, with the password Kopia kept.
+    fn connected(desktop: &'a Desktop, bin: &'a Path, config: std::path::PathBuf) -> Cli<'a> {
+        Cli {
+            desktop,
+            bin,
+            config,
+            password: None,
         }
     }
 
@@ -508,10 +650,12 @@ impl<'a> Cli<'a> {
         let mut command = self.desktop.command(self.bin);
         command
             .env("KOPIA_CONFIG_PATH", &self.config)
-            .env("KOPIA_PASSWORD", "kopia-notifier-demo")
             .env("KOPIA_CHECK_FOR_UPDATES", "false")
             .env("KOPIA_LOG_DIR", self.desktop.root().join("kopia/logs"))
             .args(["--notifications", "hidden"]);
+        if let Some(password) = self.password {
+            command.env("KOPIA_PASSWORD", password);
+        }
         command
     }
 
