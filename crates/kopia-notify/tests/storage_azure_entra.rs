@@ -4,14 +4,17 @@
 //! `repository.config` holding only the service principal lists what Kopia lists and sends
 //! what Kopia sees, with one token from a fake Entra ID token endpoint (found through
 //! `AZURE_AUTHORITY_HOST`, as Azure's SDKs find theirs) for all its requests; a wrong client
-//! secret is one error naming the tenant and the container, asked once.
+//! secret is one error naming the tenant and the container, asked once. A client certificate
+//! (`clientCertificate`, PEM made by openssl) signs an assertion the fake verifies with the
+//! registered certificate's public key; a certificate it does not know is one such error.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::servers_entra::{
-    loopback_tls, require_azurite_oauth, token_for, AzuriteOAuth, TokenEndpoint,
+    client_certificate_pem, loopback_tls, require_azurite_oauth, token_for, AzuriteOAuth,
+    TokenEndpoint,
 };
 use kopia_fixtures::{require_kopia, KopiaRepo};
 
@@ -160,5 +163,57 @@ fn a_wrong_client_secret_is_one_error_naming_tenant_and_container_never_retried(
         endpoint.requests(),
         1,
         "a refused credential is not retried"
+    );
+}
+
+#[test]
+fn a_client_certificate_lists_like_kopia_and_an_unknown_one_is_refused() {
+    let Some((_azurite, repo, _)) = setup() else {
+        return;
+    };
+    let pem = client_certificate_pem("kopia-notifier-app");
+    let endpoint = TokenEndpoint::with_certificate(TENANT, CLIENT_ID, SECRET, &pem);
+    let authority = endpoint.authority();
+    let dir = tempfile::tempdir().unwrap();
+    let config = credential_config(&repo, dir.path(), ("clientCertificate", &pem));
+    let ours = stdout_ok(kopia_notify(
+        &config,
+        &authority,
+        &["manifest", "list", "--json"],
+    ));
+    assert_eq!(ours, repo.run_ok(&["manifest", "list", "--json"]));
+    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
+    assert_eq!(endpoint.requests(), 1);
+
+    // A certificate of the same application's name that Entra ID was never given.
+    let stranger = client_certificate_pem("kopia-notifier-app");
+    let other_dir = tempfile::tempdir().unwrap();
+    let config = credential_config(&repo, other_dir.path(), ("clientCertificate", &stranger));
+    let out = kopia_notify(&config, &authority, &["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("azure://{CONTAINER}/{PREFIX}"))
+            && stderr.contains(&format!("tenant {TENANT} at {}", endpoint.host()))
+            && stderr.contains(&format!("client {CLIENT_ID}"))
+            && stderr.contains("invalid_client")
+            && stderr.contains("AADSTS700027")
+            && stderr.contains("denied"),
+        "{stderr}"
+    );
+    let key_lines = stranger
+        .lines()
+        .skip_while(|line| !line.contains("PRIVATE KEY"))
+        .skip(1)
+        .take(3);
+    for line in key_lines {
+        assert!(!stderr.contains(line), "{stderr}");
+    }
+    assert!(!stderr.contains("MII"), "{stderr}");
+    assert_eq!(
+        endpoint.requests(),
+        2,
+        "a refused certificate is not retried"
     );
 }
