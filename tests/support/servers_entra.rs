@@ -55,11 +55,15 @@ pub fn loopback_tls() -> &'static LoopbackTls {
             .push(rcgen::DnType::CommonName, "kopia-notifier loopback CA");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = rcgen::KeyPair::generate().unwrap();
-        // rcgen makes "127.0.0.1" an IP address name, which Go and rustls both require.
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .unwrap();
+        // rcgen makes "127.0.0.1" an IP address name, which Go and rustls both require; the
+        // public authority's name is for the tunnel of [`TokenEndpoint::proxy_url`].
+        let leaf = rcgen::CertificateParams::new(vec![
+            "127.0.0.1".to_owned(),
+            PUBLIC_AUTHORITY.to_owned(),
+        ])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, text: String| {
             let path = dir.path().join(name);
@@ -124,14 +128,25 @@ pub fn token_for(tenant: &str, audience: &str) -> String {
     format!("{header}.{claims}.{signature}")
 }
 
+/// The public cloud's authority, where MSAL Go asks for instance discovery of any other.
+const PUBLIC_AUTHORITY: &str = "login.microsoftonline.com";
+
 /// The assertion type of federated tokens and certificate assertions.
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The fake token endpoint: one tenant, one application and its secret (taken as a client
 /// secret or as a federated token), and maybe a certificate registered with it. It counts the
 /// token requests it receives, granted or not.
+///
+/// Kopia's MSAL Go (1.7, apps/internal/oauth/resolvers.go) first resolves a non-public
+/// authority: instance discovery at `https://login.microsoftonline.com/common/discovery/instance`
+/// (for any authority host but the public ones), then the tenant's OpenID configuration at the
+/// host discovery names. The fake answers both, the first through a loopback proxy
+/// ([`Self::proxy_url`], for `HTTPS_PROXY`) whose `CONNECT login.microsoftonline.com:443`
+/// tunnels into it; Go never proxies loopback addresses, so the rest comes straight here.
 pub struct TokenEndpoint {
     listener: Listener,
+    proxy: Listener,
     requests: Arc<AtomicUsize>,
 }
 
@@ -188,13 +203,35 @@ impl TokenEndpoint {
             };
             let stream = rustls::StreamOwned::new(connection, stream);
             http::serve(stream, &|request| {
+                if let Some(answer) = discovery(request, &known) {
+                    return Some(answer);
+                }
                 counted.fetch_add(1, Ordering::SeqCst);
                 Some(grant(request, &known))
             });
         });
         let listener = Listener::start(0, serve).expect("start the token endpoint");
-        application.port.set(listener.port()).unwrap();
-        TokenEndpoint { listener, requests }
+        let port = listener.port();
+        let tunnel: Arc<dyn Fn(TcpStream) + Send + Sync> = Arc::new(move |mut stream| {
+            if http::accept_connect(&mut stream, PUBLIC_AUTHORITY).is_some() {
+                if let Ok(inner) = TcpStream::connect(("127.0.0.1", port)) {
+                    relay(stream, inner);
+                }
+            }
+        });
+        let proxy = Listener::start(0, tunnel).expect("start the authority proxy");
+        application.port.set(port).unwrap();
+        TokenEndpoint {
+            listener,
+            proxy,
+            requests,
+        }
+    }
+
+    /// What `HTTPS_PROXY` names for a Go client (Kopia) to reach the fake's instance
+    /// discovery at the public authority.
+    pub fn proxy_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.proxy.port())
     }
 
     /// What `AZURE_AUTHORITY_HOST` names to send token requests here.
@@ -210,6 +247,55 @@ impl TokenEndpoint {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+}
+
+/// Copies bytes both ways between a tunnelled client and the endpoint until either side ends.
+fn relay(client: TcpStream, server: TcpStream) {
+    let (mut client_in, mut server_out) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut server_out);
+        let _ = server_out.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut server_in, mut client_out) = (server, client);
+    let _ = std::io::copy(&mut server_in, &mut client_out);
+    let _ = client_out.shutdown(std::net::Shutdown::Both);
+    let _ = upstream.join();
+}
+
+/// MSAL's authority resolution: instance discovery (which names this endpoint as the tenant's
+/// discovery host) and the tenant's OpenID configuration; `None` for other requests.
+fn discovery(request: &Request, application: &Application) -> Option<Response> {
+    let port = application.port.get().expect("the endpoint's port");
+    let host = format!("127.0.0.1:{port}");
+    let tenant = &application.tenant;
+    if request.method == "GET" && request.path.starts_with("/common/discovery/instance") {
+        return Some(Response::json(
+            200,
+            &serde_json::json!({
+                "tenant_discovery_endpoint":
+                    format!("https://{host}/{tenant}/v2.0/.well-known/openid-configuration"),
+                "api-version": "1.1",
+                "metadata": [{"preferred_network": host, "preferred_cache": host,
+                    "aliases": [host]}],
+            }),
+        ));
+    }
+    // Go asks with an empty query ("…/openid-configuration?").
+    let path = request.path.split('?').next().unwrap_or_default();
+    if request.method == "GET" && path == format!("/{tenant}/v2.0/.well-known/openid-configuration")
+    {
+        return Some(Response::json(
+            200,
+            &serde_json::json!({
+                "token_endpoint": format!("https://{host}/{tenant}/oauth2/v2.0/token"),
+                "authorization_endpoint":
+                    format!("https://{host}/{tenant}/oauth2/v2.0/authorize"),
+                "issuer": format!("https://{host}/{tenant}/v2.0"),
+            }),
+        ));
+    }
+    None
 }
 
 /// Entra ID's answer to a client-credentials request: a token, or `invalid_client` (401) for
@@ -241,8 +327,22 @@ fn grant(request: &Request, application: &Application) -> Response {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     };
+    // Azure Storage's scope; MSAL adds OpenID Connect's reserved ones, which Entra ID allows.
+    let scope_ok = field("scope").is_some_and(|scope| {
+        let scopes: Vec<&str> = scope.split(' ').collect();
+        scopes.contains(&"https://storage.azure.com/.default")
+            && scopes.iter().all(|s| {
+                [
+                    "https://storage.azure.com/.default",
+                    "openid",
+                    "offline_access",
+                    "profile",
+                ]
+                .contains(s)
+            })
+    });
     if field("grant_type") != Some("client_credentials")
-        || field("scope") != Some("https://storage.azure.com/.default")
+        || !scope_ok
         || field("client_id") != Some(client_id)
     {
         return refuse(400, "invalid_request", "AADSTS900144: malformed request.");

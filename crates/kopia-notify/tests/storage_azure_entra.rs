@@ -6,7 +6,9 @@
 //! `AZURE_AUTHORITY_HOST`, as Azure's SDKs find theirs) for all its requests; a wrong client
 //! secret is one error naming the tenant and the container, asked once. A client certificate
 //! (`clientCertificate`, PEM made by openssl) signs an assertion the fake verifies with the
-//! registered certificate's public key; a certificate it does not know is one such error.
+//! registered certificate's public key, and real Kopia lists through the same certificate and
+//! endpoint (its MSAL's instance discovery reaches the fake through `HTTPS_PROXY`); a
+//! certificate the endpoint does not know is one such error.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -50,6 +52,9 @@ fn credential_config(repo: &KopiaRepo, dir: &Path, credential: (&str, &str)) -> 
     storage.insert("TenantID".into(), TENANT.into());
     storage.insert("ClientID".into(), CLIENT_ID.into());
     storage.insert(credential.0.into(), credential.1.into());
+    // Kopia's cache directory is relative to the config file: a copy elsewhere would share
+    // one outside the test (and another repository's cached format and indexes).
+    config["caching"]["cacheDirectory"] = dir.join("kopia-cache").to_str().unwrap().into();
     let path = dir.join("repository.config");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     std::fs::copy(
@@ -185,6 +190,25 @@ fn a_client_certificate_lists_like_kopia_and_an_unknown_one_is_refused() {
     assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
     assert_eq!(endpoint.requests(), 1);
 
+    // Kopia itself, through the same certificate and endpoint (its MSAL asks the public
+    // authority for instance discovery first: the fake's proxy answers for it).
+    let kopia = require_kopia().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let out = cli::command(kopia.path().to_str().unwrap(), &config)
+        .env("AZURE_AUTHORITY_HOST", &authority)
+        .env("HTTPS_PROXY", endpoint.proxy_url())
+        .env("KOPIA_CHECK_FOR_UPDATES", "false")
+        .arg(format!("--log-dir={}", logs.path().display()))
+        .args(["manifest", "list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout_ok(out),
+        ours,
+        "Kopia lists the same through the certificate"
+    );
+    assert_eq!(endpoint.requests(), 2);
+
     // A certificate of the same application's name that Entra ID was never given.
     let stranger = client_certificate_pem("kopia-notifier-app");
     let other_dir = tempfile::tempdir().unwrap();
@@ -213,7 +237,7 @@ fn a_client_certificate_lists_like_kopia_and_an_unknown_one_is_refused() {
     assert!(!stderr.contains("MII"), "{stderr}");
     assert_eq!(
         endpoint.requests(),
-        2,
+        3,
         "a refused certificate is not retried"
     );
 }
