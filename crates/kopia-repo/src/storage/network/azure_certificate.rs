@@ -525,6 +525,16 @@ pub(crate) mod tests {
         let refused = |text: &str| ClientCertificate::from_pem(text).unwrap_err();
 
         assert_eq!(refused("not pem at all"), CertificateError::NoPem);
+        // PKCS#12 reaches us as Kopia's JSON string would hold it: its binary made text.
+        let pfx = openssl(
+            dir.path(),
+            &[
+                "pkcs12", "-export", "-in", "cert.pem", "-inkey", "key.pem", "-passout", "pass:",
+            ],
+        );
+        let error = refused(&String::from_utf8_lossy(&pfx));
+        assert_eq!(error, CertificateError::NoPem);
+        assert!(error.to_string().contains("PKCS#12"), "{error}");
         assert_eq!(refused(&key), CertificateError::NoCertificate);
         assert_eq!(refused(&cert), CertificateError::NoPrivateKey);
         assert_eq!(
