@@ -8,6 +8,9 @@
 //! token without checking its signature and wants `iat`, `nbf` and `exp` around the request
 //! time, an `iss` under `https://sts.windows.net/`, and `aud` `https://storage.azure.com`; it
 //! refuses a bearer token over plain HTTP.
+//!
+//! A client certificate registered with the fake's application is checked as Entra ID checks
+//! a certificate credential ([`certificate`]).
 
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -19,8 +22,12 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use self::certificate::check_assertion;
+pub use self::certificate::client_certificate_pem;
 use crate::servers_b2::http::{self, Listener, Request, Response};
 use crate::servers_objects::{required, spawn_azurite};
+
+mod certificate;
 
 /// How long the tokens issued live (Entra ID's usual hour).
 const TOKEN_LIFETIME: i64 = 3600;
@@ -48,11 +55,15 @@ pub fn loopback_tls() -> &'static LoopbackTls {
             .push(rcgen::DnType::CommonName, "kopia-notifier loopback CA");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = rcgen::KeyPair::generate().unwrap();
-        // rcgen makes "127.0.0.1" an IP address name, which Go and rustls both require.
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .unwrap();
+        // rcgen makes "127.0.0.1" an IP address name, which Go and rustls both require; the
+        // public authority's name is for the tunnel of [`TokenEndpoint::proxy_url`].
+        let leaf = rcgen::CertificateParams::new(vec![
+            "127.0.0.1".to_owned(),
+            PUBLIC_AUTHORITY.to_owned(),
+        ])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, text: String| {
             let path = dir.path().join(name);
@@ -117,32 +128,110 @@ pub fn token_for(tenant: &str, audience: &str) -> String {
     format!("{header}.{claims}.{signature}")
 }
 
+/// The public cloud's authority, where MSAL Go asks for instance discovery of any other.
+const PUBLIC_AUTHORITY: &str = "login.microsoftonline.com";
+
+/// The assertion type of federated tokens and certificate assertions.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 /// The fake token endpoint: one tenant, one application and its secret (taken as a client
-/// secret or as a federated token). It counts the token requests it receives, granted or not.
+/// secret or as a federated token), and maybe a certificate registered with it. It counts the
+/// token requests it receives, granted or not.
+///
+/// Kopia's MSAL Go (1.7, apps/internal/oauth/resolvers.go) first resolves a non-public
+/// authority: instance discovery at `https://login.microsoftonline.com/common/discovery/instance`
+/// (for any authority host but the public ones), then the tenant's OpenID configuration at the
+/// host discovery names. The fake answers both, the first through a loopback proxy
+/// ([`Self::proxy_url`], for `HTTPS_PROXY`) whose `CONNECT login.microsoftonline.com:443`
+/// tunnels into it; Go never proxies loopback addresses, so the rest comes straight here.
 pub struct TokenEndpoint {
     listener: Listener,
+    proxy: Listener,
     requests: Arc<AtomicUsize>,
+}
+
+/// The application the fake knows.
+struct Application {
+    tenant: String,
+    client_id: String,
+    secret: String,
+    /// DER of the registered certificate.
+    certificate: Option<Vec<u8>>,
+    /// The endpoint's port, for the `aud` an assertion must name.
+    port: OnceLock<u16>,
 }
 
 impl TokenEndpoint {
     pub fn start(tenant: &str, client_id: &str, secret: &str) -> TokenEndpoint {
+        Self::start_with(tenant, client_id, secret, None)
+    }
+
+    /// An endpoint whose application also has the certificate of `certificate_pem` (its
+    /// first CERTIFICATE block) registered.
+    pub fn with_certificate(
+        tenant: &str,
+        client_id: &str,
+        secret: &str,
+        certificate_pem: &str,
+    ) -> TokenEndpoint {
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(certificate_pem.as_bytes())
+            .expect("a CERTIFICATE block");
+        Self::start_with(tenant, client_id, secret, Some(der.to_vec()))
+    }
+
+    fn start_with(
+        tenant: &str,
+        client_id: &str,
+        secret: &str,
+        certificate: Option<Vec<u8>>,
+    ) -> TokenEndpoint {
         let tls = Arc::clone(&loopback_tls().server);
         let requests = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&requests);
-        let (tenant, client_id, secret) =
-            (tenant.to_owned(), client_id.to_owned(), secret.to_owned());
+        let application = Arc::new(Application {
+            tenant: tenant.to_owned(),
+            client_id: client_id.to_owned(),
+            secret: secret.to_owned(),
+            certificate,
+            port: OnceLock::new(),
+        });
+        let known = Arc::clone(&application);
         let serve: Arc<dyn Fn(TcpStream) + Send + Sync> = Arc::new(move |stream| {
             let Ok(connection) = rustls::ServerConnection::new(Arc::clone(&tls)) else {
                 return;
             };
             let stream = rustls::StreamOwned::new(connection, stream);
             http::serve(stream, &|request| {
+                if let Some(answer) = discovery(request, &known) {
+                    return Some(answer);
+                }
                 counted.fetch_add(1, Ordering::SeqCst);
-                Some(grant(request, &tenant, &client_id, &secret))
+                Some(grant(request, &known))
             });
         });
         let listener = Listener::start(0, serve).expect("start the token endpoint");
-        TokenEndpoint { listener, requests }
+        let port = listener.port();
+        let tunnel: Arc<dyn Fn(TcpStream) + Send + Sync> = Arc::new(move |mut stream| {
+            if http::accept_connect(&mut stream, PUBLIC_AUTHORITY).is_some() {
+                if let Ok(inner) = TcpStream::connect(("127.0.0.1", port)) {
+                    relay(stream, inner);
+                }
+            }
+        });
+        let proxy = Listener::start(0, tunnel).expect("start the authority proxy");
+        application.port.set(port).unwrap();
+        TokenEndpoint {
+            listener,
+            proxy,
+            requests,
+        }
+    }
+
+    /// What `HTTPS_PROXY` names for a Go client (Kopia) to reach the fake's instance
+    /// discovery at the public authority.
+    pub fn proxy_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.proxy.port())
     }
 
     /// What `AZURE_AUTHORITY_HOST` names to send token requests here.
@@ -160,9 +249,65 @@ impl TokenEndpoint {
     }
 }
 
+/// Copies bytes both ways between a tunnelled client and the endpoint until either side ends.
+fn relay(client: TcpStream, server: TcpStream) {
+    let (mut client_in, mut server_out) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut server_out);
+        let _ = server_out.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut server_in, mut client_out) = (server, client);
+    let _ = std::io::copy(&mut server_in, &mut client_out);
+    let _ = client_out.shutdown(std::net::Shutdown::Both);
+    let _ = upstream.join();
+}
+
+/// MSAL's authority resolution: instance discovery (which names this endpoint as the tenant's
+/// discovery host) and the tenant's OpenID configuration; `None` for other requests.
+fn discovery(request: &Request, application: &Application) -> Option<Response> {
+    let port = application.port.get().expect("the endpoint's port");
+    let host = format!("127.0.0.1:{port}");
+    let tenant = &application.tenant;
+    if request.method == "GET" && request.path.starts_with("/common/discovery/instance") {
+        return Some(Response::json(
+            200,
+            &serde_json::json!({
+                "tenant_discovery_endpoint":
+                    format!("https://{host}/{tenant}/v2.0/.well-known/openid-configuration"),
+                "api-version": "1.1",
+                "metadata": [{"preferred_network": host, "preferred_cache": host,
+                    "aliases": [host]}],
+            }),
+        ));
+    }
+    // Go asks with an empty query ("…/openid-configuration?").
+    let path = request.path.split('?').next().unwrap_or_default();
+    if request.method == "GET" && path == format!("/{tenant}/v2.0/.well-known/openid-configuration")
+    {
+        return Some(Response::json(
+            200,
+            &serde_json::json!({
+                "token_endpoint": format!("https://{host}/{tenant}/oauth2/v2.0/token"),
+                "authorization_endpoint":
+                    format!("https://{host}/{tenant}/oauth2/v2.0/authorize"),
+                "issuer": format!("https://{host}/{tenant}/v2.0"),
+            }),
+        ));
+    }
+    None
+}
+
 /// Entra ID's answer to a client-credentials request: a token, or `invalid_client` (401) for
-/// a wrong secret, `invalid_request` (400) for anything else amiss.
-fn grant(request: &Request, tenant: &str, client_id: &str, secret: &str) -> Response {
+/// a wrong secret or assertion, `invalid_request` (400) for anything else amiss.
+fn grant(request: &Request, application: &Application) -> Response {
+    let Application {
+        tenant,
+        client_id,
+        secret,
+        ..
+    } = application;
+    let client_id = client_id.as_str();
     let refuse = |status: u16, error: &str, description: &str| {
         Response::json(
             status,
@@ -182,23 +327,51 @@ fn grant(request: &Request, tenant: &str, client_id: &str, secret: &str) -> Resp
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     };
+    // Azure Storage's scope; MSAL adds OpenID Connect's reserved ones, which Entra ID allows.
+    let scope_ok = field("scope").is_some_and(|scope| {
+        let scopes: Vec<&str> = scope.split(' ').collect();
+        scopes.contains(&"https://storage.azure.com/.default")
+            && scopes.iter().all(|s| {
+                [
+                    "https://storage.azure.com/.default",
+                    "openid",
+                    "offline_access",
+                    "profile",
+                ]
+                .contains(s)
+            })
+    });
     if field("grant_type") != Some("client_credentials")
-        || field("scope") != Some("https://storage.azure.com/.default")
+        || !scope_ok
         || field("client_id") != Some(client_id)
     {
         return refuse(400, "invalid_request", "AADSTS900144: malformed request.");
     }
-    // The credential is the client secret, or a federated token (workload identity) of the
-    // same text.
-    let federated = field("client_assertion_type")
-        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
-        && field("client_assertion") == Some(secret);
-    if field("client_secret") != Some(secret) && !federated {
-        return refuse(
-            401,
-            "invalid_client",
-            "AADSTS7000215: Invalid client secret provided.",
-        );
+    // The credential is the client secret, a federated token (workload identity) of the
+    // same text, or an assertion signed with the registered certificate.
+    let credential = match (
+        field("client_secret"),
+        field("client_assertion_type"),
+        field("client_assertion"),
+    ) {
+        (Some(given), _, _) if given == secret => Ok(()),
+        (Some(_), _, _) => Err("AADSTS7000215: Invalid client secret provided."),
+        (None, Some(JWT_BEARER), Some(assertion)) if assertion == secret => Ok(()),
+        (None, Some(JWT_BEARER), Some(assertion)) => match &application.certificate {
+            Some(certificate) => {
+                let port = application.port.get().expect("the endpoint's port");
+                let audience = format!("https://127.0.0.1:{port}/{tenant}/oauth2/v2.0/token");
+                check_assertion(assertion, certificate, &audience, client_id)
+            }
+            None => Err(
+                "AADSTS700027: The certificate with identifier used to sign the \
+                 client assertion is not registered on application.",
+            ),
+        },
+        _ => Err("AADSTS7000216: 'client_assertion' or 'client_secret' is required."),
+    };
+    if let Err(description) = credential {
+        return refuse(401, "invalid_client", description);
     }
     Response::json(
         200,

@@ -4,14 +4,19 @@
 //! `repository.config` holding only the service principal lists what Kopia lists and sends
 //! what Kopia sees, with one token from a fake Entra ID token endpoint (found through
 //! `AZURE_AUTHORITY_HOST`, as Azure's SDKs find theirs) for all its requests; a wrong client
-//! secret is one error naming the tenant and the container, asked once.
+//! secret is one error naming the tenant and the container, asked once. A client certificate
+//! (`clientCertificate`, PEM made by openssl) signs an assertion the fake verifies with the
+//! registered certificate's public key, and real Kopia lists through the same certificate and
+//! endpoint (its MSAL's instance discovery reaches the fake through `HTTPS_PROXY`); a
+//! certificate the endpoint does not know is one such error.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::servers_entra::{
-    loopback_tls, require_azurite_oauth, token_for, AzuriteOAuth, TokenEndpoint,
+    client_certificate_pem, loopback_tls, require_azurite_oauth, token_for, AzuriteOAuth,
+    TokenEndpoint,
 };
 use kopia_fixtures::{require_kopia, KopiaRepo};
 
@@ -47,6 +52,9 @@ fn credential_config(repo: &KopiaRepo, dir: &Path, credential: (&str, &str)) -> 
     storage.insert("TenantID".into(), TENANT.into());
     storage.insert("ClientID".into(), CLIENT_ID.into());
     storage.insert(credential.0.into(), credential.1.into());
+    // Kopia's cache directory is relative to the config file: a copy elsewhere would share
+    // one outside the test (and another repository's cached format and indexes).
+    config["caching"]["cacheDirectory"] = dir.join("kopia-cache").to_str().unwrap().into();
     let path = dir.join("repository.config");
     std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     std::fs::copy(
@@ -160,5 +168,76 @@ fn a_wrong_client_secret_is_one_error_naming_tenant_and_container_never_retried(
         endpoint.requests(),
         1,
         "a refused credential is not retried"
+    );
+}
+
+#[test]
+fn a_client_certificate_lists_like_kopia_and_an_unknown_one_is_refused() {
+    let Some((_azurite, repo, _)) = setup() else {
+        return;
+    };
+    let pem = client_certificate_pem("kopia-notifier-app");
+    let endpoint = TokenEndpoint::with_certificate(TENANT, CLIENT_ID, SECRET, &pem);
+    let authority = endpoint.authority();
+    let dir = tempfile::tempdir().unwrap();
+    let config = credential_config(&repo, dir.path(), ("clientCertificate", &pem));
+    let ours = stdout_ok(kopia_notify(
+        &config,
+        &authority,
+        &["manifest", "list", "--json"],
+    ));
+    assert_eq!(ours, repo.run_ok(&["manifest", "list", "--json"]));
+    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
+    assert_eq!(endpoint.requests(), 1);
+
+    // Kopia itself, through the same certificate and endpoint (its MSAL asks the public
+    // authority for instance discovery first: the fake's proxy answers for it).
+    let kopia = require_kopia().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let out = cli::command(kopia.path().to_str().unwrap(), &config)
+        .env("AZURE_AUTHORITY_HOST", &authority)
+        .env("HTTPS_PROXY", endpoint.proxy_url())
+        .env("KOPIA_CHECK_FOR_UPDATES", "false")
+        .arg(format!("--log-dir={}", logs.path().display()))
+        .args(["manifest", "list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout_ok(out),
+        ours,
+        "Kopia lists the same through the certificate"
+    );
+    assert_eq!(endpoint.requests(), 2);
+
+    // A certificate of the same application's name that Entra ID was never given.
+    let stranger = client_certificate_pem("kopia-notifier-app");
+    let other_dir = tempfile::tempdir().unwrap();
+    let config = credential_config(&repo, other_dir.path(), ("clientCertificate", &stranger));
+    let out = kopia_notify(&config, &authority, &["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("azure://{CONTAINER}/{PREFIX}"))
+            && stderr.contains(&format!("tenant {TENANT} at {}", endpoint.host()))
+            && stderr.contains(&format!("client {CLIENT_ID}"))
+            && stderr.contains("invalid_client")
+            && stderr.contains("AADSTS700027")
+            && stderr.contains("denied"),
+        "{stderr}"
+    );
+    let key_lines = stranger
+        .lines()
+        .skip_while(|line| !line.contains("PRIVATE KEY"))
+        .skip(1)
+        .take(3);
+    for line in key_lines {
+        assert!(!stderr.contains(line), "{stderr}");
+    }
+    assert!(!stderr.contains("MII"), "{stderr}");
+    assert_eq!(
+        endpoint.requests(),
+        3,
+        "a refused certificate is not retried"
     );
 }

@@ -5,8 +5,9 @@
 //! The service is `<scheme>://<storageAccount>.<storageDomain>` exactly as Kopia concatenates it
 //! (azure_storage.go New, getAZService): `storageDomain` defaults to `blob.core.windows.net`
 //! and `doNotUseTLS` picks plain HTTP. Credentials in Kopia's order: the SAS token, else the
-//! account key, else an Entra ID service principal with a client secret or a federated token
-//! file (bearer tokens, see [`super::azure_entra`]); a client certificate is refused by name.
+//! account key, else an Entra ID service principal with a client secret, a client certificate
+//! (PEM, see [`super::azure_certificate`]) or a federated token file (bearer tokens, see
+//! [`super::azure_entra`]).
 //!
 //! Object mtimes: Kopia stores `Kopiamtime` metadata only when `repository sync-to` copies
 //! blobs and prefers it to Last-Modified. OpenDAL 0.57's listing does not ask for metadata
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::azure_certificate::ClientCertificate;
 use super::azure_entra::{self, BearerFetch, PrincipalSecret, ServicePrincipal};
 use super::object::ObjectStorage;
 use super::operator;
@@ -76,10 +78,8 @@ pub struct AzureConfig {
 enum Credential<'a> {
     SasToken(&'a str),
     SharedKey(&'a str),
-    /// An Entra ID service principal with its secret or federated token file.
+    /// An Entra ID service principal with its secret, certificate or federated token file.
     ServicePrincipal(PrincipalSecret),
-    /// An Entra ID credential not implemented here, by what Kopia would use.
-    EntraId(&'static str),
 }
 
 impl AzureConfig {
@@ -126,9 +126,11 @@ impl AzureConfig {
             Ok(Credential::ServicePrincipal(PrincipalSecret::ClientSecret(
                 secret.clone(),
             )))
-        } else if principal && self.client_certificate.is_some() {
-            Ok(Credential::EntraId(
-                "a client certificate (clientCertificate)",
+        } else if let (true, Some(pem)) = (principal, &self.client_certificate) {
+            let certificate =
+                ClientCertificate::from_pem(pem.expose()).map_err(|e| e.to_string())?;
+            Ok(Credential::ServicePrincipal(
+                PrincipalSecret::ClientCertificate(Arc::new(certificate)),
             ))
         } else if principal && !self.azure_federated_token_file.is_empty() {
             Ok(Credential::ServicePrincipal(
@@ -210,12 +212,6 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
             );
             // OpenDAL only sets x-ms-version; the bearer client authorizes each request.
             builder = builder.skip_signature();
-        }
-        Credential::EntraId(what) => {
-            return Err(unsupported(format!(
-                "{name} authenticates with {what}; only storageKey, sasToken, ClientSecret \
-                 and azureFederatedTokenFile are implemented"
-            )))
         }
     }
     let mut operator = operator(builder, None).map_err(|e| invalid(format!("{name}: {e}")))?;
@@ -311,11 +307,24 @@ mod tests {
         assert!(matches!(workload.credential(),
             Ok(Credential::ServicePrincipal(PrincipalSecret::FederatedTokenFile(p)))
                 if p == std::path::Path::new("/var/run/token")));
+        let dir = tempfile::tempdir().unwrap();
+        let pem = super::super::azure_certificate::tests::make_certificate(dir.path(), "c");
         let certificate = with(serde_json::json!({"TenantID": "t", "ClientID": "c",
-            "clientCertificate": "-----BEGIN"}));
-        assert!(
-            matches!(certificate.credential(), Ok(Credential::EntraId(w)) if w.contains("certificate"))
-        );
+            "clientCertificate": pem, "azureFederatedTokenFile": "/var/run/token"}));
+        assert!(matches!(
+            certificate.credential(),
+            Ok(Credential::ServicePrincipal(
+                PrincipalSecret::ClientCertificate(_)
+            ))
+        ));
+        let secret_first = with(serde_json::json!({"TenantID": "t", "ClientID": "c",
+            "ClientSecret": "s", "clientCertificate": "-----BEGIN"}));
+        assert!(matches!(
+            secret_first.credential(),
+            Ok(Credential::ServicePrincipal(PrincipalSecret::ClientSecret(
+                _
+            )))
+        ));
         // A secret without its tenant and client is nothing Kopia would use.
         let incomplete = with(serde_json::json!({"ClientSecret": "s"}));
         assert!(incomplete.credential().unwrap_err().contains("storageKey"));
@@ -334,12 +343,15 @@ mod tests {
             "{pit}"
         );
         let entra = open_err(serde_json::json!({"container": "c", "storageAccount": "a",
-            "TenantID": "t", "ClientID": "id", "clientCertificate": "-----BEGIN hunter2"}))
+            "TenantID": "t", "ClientID": "id",
+            "clientCertificate": "-----BEGIN PRIVATE KEY-----\nhunter2\n"}))
         .to_string();
         assert!(
-            entra.contains("client certificate")
-                && entra.contains("azure://c/")
-                && !entra.contains("hunter2"),
+            entra.contains("the PRIVATE KEY PEM block of clientCertificate is malformed"),
+            "{entra}"
+        );
+        assert!(
+            entra.contains("azure://c/") && !entra.contains("hunter2"),
             "{entra}"
         );
         let tenant = open_err(serde_json::json!({"container": "c", "storageAccount": "a",

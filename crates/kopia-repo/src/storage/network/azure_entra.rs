@@ -1,6 +1,8 @@
 //! Entra ID (formerly Azure AD) service principals for `azureBlob`: what Kopia does with
-//! `TenantID` + `ClientID` + `ClientSecret` or `azureFederatedTokenFile` (azure_storage.go
-//! getAZService, through azidentity's client-secret and workload-identity credentials). An
+//! `TenantID` + `ClientID` + `ClientSecret`, `clientCertificate` or `azureFederatedTokenFile`
+//! (azure_storage.go getAZService, through azidentity's client-secret, client-certificate and
+//! workload-identity credentials; a certificate signs a client assertion, see
+//! [`super::azure_certificate`]). An
 //! OAuth2 access token for Azure Storage comes from the client-credentials grant
 //! (`POST {authority}/{tenant}/oauth2/v2.0/token`, scope `https://storage.azure.com/.default`),
 //! is cached until shortly before it expires, and goes out as `Authorization: Bearer` on every
@@ -19,12 +21,14 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use opendal::raw::{HttpBody, HttpFetch};
 use opendal::{Buffer, ErrorKind};
 
+use super::azure_certificate::{self, ClientCertificate};
 use crate::client::Password;
 
 /// Where Azure's SDKs read a non-default authority from.
@@ -33,7 +37,7 @@ pub const AUTHORITY_ENV: &str = "AZURE_AUTHORITY_HOST";
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
 /// Azure Storage's resource, for the `.default` scope of the client-credentials grant.
 const SCOPE: &str = "https://storage.azure.com/.default";
-/// The assertion type of a federated (workload identity) token.
+/// The assertion type of a federated (workload identity) token or a certificate's assertion.
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// A token is replaced this long before it expires (azidentity refreshes 5 minutes early),
 /// or at half its lifetime when it lives shorter than twice that.
@@ -51,6 +55,9 @@ pub enum PrincipalSecret {
     /// `azureFederatedTokenFile`: a file holding a federated JWT (Kubernetes workload
     /// identity), read anew for every token because its issuer rotates it.
     FederatedTokenFile(PathBuf),
+    /// `clientCertificate`: a certificate registered with the application and its key, which
+    /// signs a fresh client assertion for every token (`Debug` shows its thumbprint).
+    ClientCertificate(Arc<ClientCertificate>),
 }
 
 /// An Entra ID service principal: tenant, application (client) ID and its secret. `Debug`
@@ -138,6 +145,19 @@ impl ServicePrincipal {
                 })?;
                 fields.push(("client_assertion_type", Password::new(JWT_BEARER)));
                 fields.push(("client_assertion", Password::new(token.trim())));
+            }
+            PrincipalSecret::ClientCertificate(certificate) => {
+                let assertion = certificate
+                    .assertion(
+                        &self.client_id,
+                        &self.token_url(),
+                        chrono::Utc::now().timestamp(),
+                        &azure_certificate::new_jti(),
+                        &ring::rand::SystemRandom::new(),
+                    )
+                    .map_err(|e| TokenFailure::Refused(e.to_string()))?;
+                fields.push(("client_assertion_type", Password::new(JWT_BEARER)));
+                fields.push(("client_assertion", assertion));
             }
         }
         let mut body = String::new();
@@ -462,6 +482,46 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_client_certificate_signs_a_fresh_assertion_for_the_token_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = azure_certificate::tests::make_certificate(dir.path(), "form");
+        let certificate = Arc::new(ClientCertificate::from_pem(&pem).unwrap());
+        let p = principal(
+            Some("https://127.0.0.1:8443"),
+            PrincipalSecret::ClientCertificate(Arc::clone(&certificate)),
+        );
+        let assertion = |form: &Password| {
+            let (head, jwt) = form.expose().split_once("&client_assertion=").unwrap();
+            assert!(
+                head.ends_with(
+                    "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+                ),
+                "{head}"
+            );
+            assert!(!head.contains("client_secret"), "{head}");
+            jwt.to_owned()
+        };
+        let (first, second) = (assertion(&p.form().unwrap()), assertion(&p.form().unwrap()));
+        assert_ne!(first, second, "each token request signs a new assertion");
+        let claims = first.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["aud"], p.token_url());
+        assert_eq!(claims["iss"], "app-1");
+        let now = chrono::Utc::now().timestamp();
+        assert!(
+            (now - 5..=now).contains(&claims["nbf"].as_i64().unwrap()),
+            "{claims}"
+        );
+        let debug = format!("{p:?}");
+        assert!(debug.contains(&certificate.thumbprint_sha256()), "{debug}");
+        assert!(!debug.contains("MII"), "{debug}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! blocking pool and even (at the cost of a blocked worker) from inside an async task.
 
 pub mod azure;
+pub mod azure_certificate;
 pub mod azure_entra;
 pub mod b2;
 pub mod gcs;
