@@ -7,6 +7,7 @@ pub mod azure;
 pub mod azure_entra;
 pub mod b2;
 pub mod gcs;
+mod gcs_json;
 pub mod gcs_pit;
 pub mod object;
 pub mod pinning;
