@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::block_on;
+use super::reqsign_http::ReqwestSend;
 use crate::error::Error;
 use crate::storage::BlobMetadata;
 
@@ -325,29 +326,6 @@ pub fn google_signer(
         }
         None => reqsign_core::Signer::new(context, DefaultCredentialProvider::new(), signer),
     })
-}
-
-/// reqsign's token requests (OAuth2 exchanges, the metadata server) through reqwest.
-#[derive(Debug)]
-struct ReqwestSend(reqwest::Client);
-
-impl reqsign_core::HttpSend for ReqwestSend {
-    async fn http_send(
-        &self,
-        request: http::Request<bytes::Bytes>,
-    ) -> reqsign_core::Result<http::Response<bytes::Bytes>> {
-        let unexpected = |e: reqwest::Error| reqsign_core::Error::unexpected(e.to_string());
-        let request = reqwest::Request::try_from(request).map_err(unexpected)?;
-        let answer = self.0.execute(request).await.map_err(unexpected)?;
-        let mut response = http::Response::builder().status(answer.status());
-        for (name, value) in answer.headers() {
-            response = response.header(name, value);
-        }
-        let body = answer.bytes().await.map_err(unexpected)?;
-        response
-            .body(body)
-            .map_err(|e| reqsign_core::Error::unexpected(e.to_string()))
-    }
 }
 
 /// A loopback server answering one request per answer of `answers`, in order, each with
