@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod http_response;
 pub mod keyring;
 pub mod link;
 pub mod point_in_time;

@@ -399,17 +399,7 @@ pub fn https(port: u16, method: &str, path: &str, headers: &[(&str, String)]) ->
     let mut response = Vec::new();
     // A server may end TLS without close_notify; what arrived is the answer.
     let _ = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    crate::http_response::parse_http_response(&response)
 }
 
 /// Azurite's blob service over HTTPS with basic OAuth on, one account (`127`, reached as

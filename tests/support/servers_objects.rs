@@ -90,17 +90,7 @@ fn http(
     stream.write_all(body).expect("send body");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).expect("read response");
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    crate::http_response::parse_http_response(&response)
 }
 
 /// fake-gcs-server, one per test process: Google's clients find an emulator only through the
@@ -183,8 +173,8 @@ impl FakeGcsServer {
         assert_eq!(status, 200, "create bucket {bucket}: {response}");
     }
 
-    /// The names of every object in `bucket`, as the JSON API lists them (no delimiter).
-    pub fn object_names(&self, bucket: &str) -> Vec<String> {
+    /// Every object in `bucket` as the JSON API lists it (no delimiter), sorted by name.
+    pub fn objects(&self, bucket: &str) -> Vec<serde_json::Value> {
         let (status, body) = http(
             self.port,
             "GET",
@@ -195,17 +185,17 @@ impl FakeGcsServer {
         assert_eq!(status, 200, "list {bucket}: {body}");
         let listed: serde_json::Value = serde_json::from_str(&body).expect("a JSON listing");
         assert!(listed.get("nextPageToken").is_none(), "one page expected");
-        let mut names: Vec<String> = listed["items"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|item| item["name"].as_str().expect("object name").to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        let mut objects = listed["items"].as_array().cloned().unwrap_or_default();
+        objects.sort_by_key(|item| item["name"].as_str().expect("object name").to_owned());
+        objects
+    }
+
+    /// The names of every object in `bucket`, sorted.
+    pub fn object_names(&self, bucket: &str) -> Vec<String> {
+        self.objects(bucket)
+            .iter()
+            .map(|item| item["name"].as_str().expect("object name").to_owned())
+            .collect()
     }
 }
 

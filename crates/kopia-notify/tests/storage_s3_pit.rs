@@ -67,11 +67,18 @@ fn s3_request(moto: &MotoServer, method: &str, path: &str, body: &str) -> String
 }
 
 fn enable_versioning(moto: &MotoServer, bucket: &str) {
+    set_versioning(moto, bucket, "Enabled");
+}
+
+/// PutBucketVersioning with `status` (`Enabled` or `Suspended`).
+fn set_versioning(moto: &MotoServer, bucket: &str, status: &str) {
     s3_request(
         moto,
         "PUT",
         &format!("/{bucket}?versioning"),
-        r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>Enabled</Status></VersioningConfiguration>"#,
+        &format!(
+            r#"<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Status>{status}</Status></VersioningConfiguration>"#
+        ),
     );
 }
 
@@ -280,4 +287,47 @@ fn a_point_in_time_of_an_unversioned_bucket_is_refused_naming_the_bucket() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("not a Kopia repository"), "{stderr}");
+}
+
+#[test]
+fn a_point_in_time_of_a_bucket_with_suspended_versioning_is_refused_naming_the_bucket() {
+    let Some(moto) = require_moto() else { return };
+    let Some(kopia) = require_kopia() else { return };
+    moto.create_bucket(BUCKET);
+    enable_versioning(&moto, BUCKET);
+    let endpoint = versioning_fix_proxy(&moto);
+    let repo = KopiaRepo::create_on(&kopia, &s3_args(&endpoint, BUCKET));
+    // Every object has a real version ID, but the bucket no longer keeps new ones.
+    set_versioning(&moto, BUCKET, "Suspended");
+    let status = s3_request(&moto, "GET", &format!("/{BUCKET}?versioning"), "");
+    assert!(status.contains("<Status>Suspended</Status>"), "{status}");
+    let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let dir = tempfile::tempdir().unwrap();
+    let (_, refused) = connect_at(&kopia, &s3_args(&endpoint, BUCKET), &at, dir.path());
+    assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("non-versioned bucket '{BUCKET}'")),
+        "{stderr}"
+    );
+
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.config_file()).unwrap()).unwrap();
+    config["storage"]["config"]["pointInTime"] = serde_json::json!(at);
+    let pit = dir.path().join("suspended.config");
+    std::fs::write(&pit, config.to_string()).unwrap();
+    let before = version_counts(&moto, BUCKET);
+    let out = kopia_notify(&pit, &["list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("pointInTime {at} needs a versioned bucket"))
+            && stderr.contains(&format!(
+                "bucket {BUCKET} of s3://{BUCKET}/{PREFIX} at {endpoint} has object versioning suspended"
+            )),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+    assert_eq!(version_counts(&moto, BUCKET), before);
 }

@@ -8,24 +8,26 @@
 //! metadata server). Like Google's Go client, `STORAGE_EMULATOR_HOST` points every request at
 //! an emulator and sends them unauthenticated.
 //!
-//! Object mtimes: Kopia stores `Kopia-Mtime` user metadata only when `repository sync-to`
-//! copies blobs (cli/command_repository_sync.go) and prefers it to the server's time.
-//! OpenDAL 0.57's GCS listing does not carry user metadata (opendal-service-gcs lister.rs), so
-//! listed timestamps are the server's `updated`; a stat per object on every refresh to find
-//! the rare synced blob would cost a request per blob, so it is not done.
+//! Object mtimes: Kopia stores `Kopia-Mtime` user metadata when `repository sync-to --times`
+//! copies blobs (cli/command_repository_sync.go) and prefers it to the object's creation
+//! (gcs_storage.go getBlobMeta). OpenDAL 0.57's GCS listing carries no user metadata
+//! (opendal-service-gcs lister.rs), so [`GcsStorage`] lists through the JSON API itself
+//! ([`super::gcs_json`], one `objects.list` per 1,000 objects as before) and leaves reads and
+//! writes to OpenDAL.
 
 use std::sync::Arc;
 
 use base64::Engine;
 use serde::Deserialize;
 
-use super::gcs_pit::{google_signer, GcsPointInTime};
+use super::gcs_json::{google_signer, JsonApi};
+use super::gcs_pit::GcsPointInTime;
 use super::object::ObjectStorage;
 use super::operator;
 use crate::client::Password;
 use crate::error::{Error, Result};
 use crate::storage::factory::Access;
-use crate::storage::Storage;
+use crate::storage::{BlobMetadata, BlobReader, BlobWriter, Storage};
 
 const KIND: &str = "gcs";
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -165,12 +167,13 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         Some(_) => None,
         None => service_account(&config).map_err(in_bucket)?,
     };
+    // Listings (and the point-in-time view) go through the JSON API, signed as OpenDAL signs.
+    let signer = match &emulator {
+        Some(_) => None,
+        None => Some(google_signer(key.as_ref(), config.scope()).map_err(in_bucket)?),
+    };
+    let api = emulator.as_deref().unwrap_or(DEFAULT_ENDPOINT);
     if let Some(at) = config.point_in_time {
-        let signer = match &emulator {
-            Some(_) => None,
-            None => Some(google_signer(key.as_ref(), config.scope()).map_err(in_bucket)?),
-        };
-        let api = emulator.as_deref().unwrap_or(DEFAULT_ENDPOINT);
         let view = GcsPointInTime::new(
             api,
             &config.bucket,
@@ -183,6 +186,7 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         view.require_versioned_bucket()?;
         return Ok(Storage::read_only(Arc::new(view)));
     }
+    let json = JsonApi::new(api, &config.bucket, signer).map_err(in_bucket)?;
     let mut builder = opendal::services::Gcs::default()
         .root("/")
         .bucket(&config.bucket)
@@ -203,11 +207,61 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         }
     }
     let operator = operator(builder, None).map_err(|e| in_bucket(e.to_string()))?;
-    let storage = Arc::new(ObjectStorage::new(operator, &config.prefix, &[], name));
+    let storage = Arc::new(GcsStorage {
+        objects: ObjectStorage::new(operator, &config.prefix, &[], name),
+        json,
+        prefix: config.prefix,
+    });
     Ok(match (access, config.read_only) {
         (Access::ReadWrite, false) => Storage::read_write(storage),
         _ => Storage::read_only(storage),
     })
+}
+
+/// A live GCS storage: reads and writes through OpenDAL, listings through the JSON API so
+/// that they carry Kopia's `Kopia-Mtime`.
+#[derive(Debug)]
+pub struct GcsStorage {
+    objects: ObjectStorage,
+    json: JsonApi,
+    prefix: String,
+}
+
+impl BlobReader for GcsStorage {
+    fn get_blob(&self, id: &str) -> Result<Vec<u8>> {
+        self.objects.get_blob(id)
+    }
+
+    fn get_blob_range(&self, id: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        self.objects.get_blob_range(id, offset, length)
+    }
+
+    fn list_blobs(&self, prefix: &str) -> Result<Vec<BlobMetadata>> {
+        let listed = self
+            .json
+            .list(&format!("{}{prefix}", self.prefix), false)
+            .map_err(|f| f.into_error(self.describe(), &format!("list {prefix:?}"), None))?;
+        let mut blobs: Vec<BlobMetadata> = listed
+            .iter()
+            .filter_map(|object| object.blob(&self.prefix))
+            .collect();
+        blobs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(blobs)
+    }
+
+    fn describe(&self) -> String {
+        self.objects.describe()
+    }
+}
+
+impl BlobWriter for GcsStorage {
+    fn put_blob(&self, id: &str, data: &[u8]) -> Result<()> {
+        self.objects.put_blob(id, data)
+    }
+
+    fn delete_blob(&self, id: &str) -> Result<()> {
+        self.objects.delete_blob(id)
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +349,44 @@ mod tests {
                 "{missing}"
             );
         }
+    }
+
+    #[test]
+    fn listings_carry_kopias_mtimes_sorted_by_id() {
+        let (api, served) = super::super::gcs_json::serve(vec![
+            r#"{"items":[{"name":"p/q1","size":"7","timeCreated":"2026-01-02T00:00:00Z",
+                "metadata":{"Kopia-Mtime":"1767265200000000000"}},
+               {"name":"p/kopia.repository","size":"3","timeCreated":"2026-01-02T00:00:00Z"},
+               {"name":"p/d/e","size":"1","timeCreated":"2026-01-02T00:00:00Z"}]}"#,
+        ]);
+        let memory = operator(opendal::services::Memory::default(), None).unwrap();
+        let storage = GcsStorage {
+            objects: ObjectStorage::new(memory, "p/", &[], "gcs://b/p/".to_string()),
+            json: JsonApi::new(&api, "b", None).unwrap(),
+            prefix: "p/".to_string(),
+        };
+        let listed: Vec<(String, u64, String)> = storage
+            .list_blobs("")
+            .unwrap()
+            .into_iter()
+            .map(|b| (b.id, b.length, b.timestamp.to_rfc3339()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (
+                    "kopia.repository".into(),
+                    3,
+                    "2026-01-02T00:00:00+00:00".into()
+                ),
+                ("q1".into(), 7, "2026-01-01T11:00:00+00:00".into()),
+            ]
+        );
+        let head = &served.join().unwrap()[0];
+        assert!(
+            head.starts_with("GET /storage/v1/b/b/o?prefix=p%2F HTTP/1.1"),
+            "{head}"
+        );
     }
 
     #[test]

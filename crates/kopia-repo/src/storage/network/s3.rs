@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::object::ObjectStorage;
 use super::operator;
 use super::s3_pit::PointInTimeStorage;
+use super::s3_versioning::bucket_versioning;
 use crate::client::Password;
 use crate::error::{Error, Result};
 use crate::storage::factory::Access;
@@ -142,7 +143,11 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         reason,
     };
     let config = S3Config::from_json(config).map_err(invalid)?;
-    let operator = build_operator(&config).map_err(invalid)?;
+    let region = match config.region.as_str() {
+        "" => detect_region(&config.endpoint_url(), &config.bucket),
+        region => region.to_string(),
+    };
+    let operator = build_operator(&config, &region).map_err(invalid)?;
     let storage = ObjectStorage::new(
         operator,
         &config.prefix,
@@ -151,7 +156,8 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
     );
     if let Some(at) = config.point_in_time {
         let view = PointInTimeStorage::new(storage, at);
-        view.require_versioned_bucket(&config.bucket)?;
+        let versioning = bucket_versioning(&config, &region)?;
+        view.require_versioned_bucket(&config.bucket, &versioning)?;
         // Read-only whatever the connection asks, as Kopia wraps the view in its read-only
         // storage (repo/blob/readonly): the past cannot be written.
         return Ok(Storage::read_only(Arc::new(view)));
@@ -163,17 +169,16 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
     })
 }
 
-fn build_operator(config: &S3Config) -> std::result::Result<opendal::Operator, String> {
+fn build_operator(
+    config: &S3Config,
+    region: &str,
+) -> std::result::Result<opendal::Operator, String> {
     let endpoint = config.endpoint_url();
-    let region = match config.region.as_str() {
-        "" => detect_region(&endpoint, &config.bucket),
-        region => region.to_string(),
-    };
     let mut builder = opendal::services::S3::default()
         .root("/")
         .bucket(&config.bucket)
         .endpoint(&endpoint)
-        .region(&region);
+        .region(region);
     if config.virtual_host_style() {
         builder = builder.enable_virtual_host_style();
     }
@@ -206,7 +211,7 @@ fn build_operator(config: &S3Config) -> std::result::Result<opendal::Operator, S
 
 /// The HTTP client with Kopia's TLS choices: no verification at all (`doNotVerifyTLS`), or
 /// only the configured root CA (`rootCA`), or the system's roots.
-fn http_client(config: &S3Config) -> std::result::Result<reqwest::Client, String> {
+pub(super) fn http_client(config: &S3Config) -> std::result::Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
     if config.do_not_verify_tls {
         builder = builder.tls_danger_accept_invalid_certs(true);

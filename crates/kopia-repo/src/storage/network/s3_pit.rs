@@ -5,20 +5,16 @@
 
 use std::time::SystemTime;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use futures::TryStreamExt;
-
 use super::block_on;
 use super::object::ObjectStorage;
+use super::s3_versioning::Versioning;
 use crate::error::{Error, Result};
 use crate::storage::point_in_time::{read_version_range, ChosenVersions, ObjectVersion};
 use crate::storage::{BlobMetadata, BlobReader};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 /// S3's version ID of objects written while the bucket was not versioned.
 const UNVERSIONED: &str = "null";
-/// How many versions [`PointInTimeStorage::require_versioned_bucket`] looks at: one
-/// ListObjectVersions page.
-const VERSIONING_PROBE: usize = 1000;
 
 /// The view of `objects` at `at`.
 #[derive(Debug)]
@@ -42,44 +38,27 @@ impl PointInTimeStorage {
         self.at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
     }
 
-    /// Refuses a bucket that keeps no versions, where a view of the past would silently be
-    /// the present. Kopia asks GetBucketVersioning; OpenDAL has no such call, so the versions
-    /// themselves tell: in a bucket that never had versioning, every object's version ID is
-    /// `null`. One ListObjectVersions page under the prefix decides.
-    pub fn require_versioned_bucket(&self, bucket: &str) -> Result<()> {
-        let operator = self.objects.operator().clone();
-        let path = self.objects.list_path("");
-        let probe = block_on(async move {
-            let mut lister = operator
-                .lister_with(&path)
-                .recursive(true)
-                .versions(true)
-                .deleted(true)
-                .await?;
-            let (mut seen, mut versioned) = (0, false);
-            while let Some(entry) = lister.try_next().await? {
-                seen += 1;
-                versioned = entry.metadata().version().is_some_and(|v| v != UNVERSIONED);
-                if versioned || seen == VERSIONING_PROBE {
-                    break;
-                }
-            }
-            Ok::<_, opendal::Error>((seen, versioned))
-        })
-        .map_err(|e| self.objects.error("list versions", None, e))?;
-        match probe {
-            (0, _) | (_, true) => Ok(()),
-            (_, false) => Err(Error::InvalidStorageConfig {
-                kind: "s3".to_string(),
-                reason: format!(
-                    "pointInTime {} needs a versioned bucket, and bucket {bucket} of {} keeps \
-                     no object versions (enable versioning, or connect without \
-                     --point-in-time)",
-                    self.moment(),
-                    self.objects.describe()
-                ),
-            }),
+    /// Refuses a bucket whose versioning is not `Enabled` (as GetBucketVersioning told it),
+    /// where a view of the past would silently be the present, or be missing what was
+    /// overwritten while versioning was suspended (Kopia: s3_pit.go maybePointInTimeStore).
+    pub(super) fn require_versioned_bucket(
+        &self,
+        bucket: &str,
+        versioning: &Versioning,
+    ) -> Result<()> {
+        if *versioning == Versioning::Enabled {
+            return Ok(());
         }
+        Err(Error::InvalidStorageConfig {
+            kind: "s3".to_string(),
+            reason: format!(
+                "pointInTime {} needs a versioned bucket, and bucket {bucket} of {} {} \
+                 (enable versioning, or connect without --point-in-time)",
+                self.moment(),
+                self.objects.describe(),
+                versioning.described()
+            ),
+        })
     }
 
     /// Every version of the objects whose blob IDs start with `prefix`, delete markers
@@ -169,5 +148,38 @@ impl BlobReader for PointInTimeStorage {
 
     fn describe(&self) -> String {
         format!("{} as of {}", self.objects.describe(), self.moment())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_enabled_versioning_makes_a_view() {
+        let operator = super::super::operator(opendal::services::Memory::default(), None).unwrap();
+        let objects = ObjectStorage::new(operator, "p/", &[], "s3://b/p/ at s3.local".to_string());
+        let view = PointInTimeStorage::new(objects, "2026-01-01T12:00:00Z".parse().unwrap());
+        assert!(view
+            .require_versioned_bucket("b", &Versioning::Enabled)
+            .is_ok());
+        for (versioning, said) in [
+            (Versioning::Suspended, "has object versioning suspended"),
+            (Versioning::Never, "keeps no object versions"),
+            (
+                Versioning::Other("Paused".to_string()),
+                "has object versioning status \"Paused\"",
+            ),
+        ] {
+            let message = view
+                .require_versioned_bucket("b", &versioning)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("pointInTime 2026-01-01T12:00:00Z needs a versioned bucket")
+                    && message.contains(&format!("bucket b of s3://b/p/ at s3.local {said}")),
+                "{message}"
+            );
+        }
     }
 }
