@@ -8,16 +8,16 @@
 //! account key, else an Entra ID service principal with a client secret or a federated token
 //! file (bearer tokens, see [`super::azure_entra`]); a client certificate is refused by name.
 //!
-//! Object mtimes: Kopia stores `Kopiamtime` metadata only when `repository sync-to` copies
-//! blobs and prefers it to Last-Modified. OpenDAL 0.57's listing does not ask for metadata
-//! (opendal-service-azblob lister.rs), so listed timestamps are Last-Modified; a stat per blob
-//! on every refresh would cost a request per blob, so it is not done.
+//! Reads and writes go through OpenDAL; listings through [`super::azure_list`], which asks for
+//! the metadata OpenDAL's lister leaves out: Kopia stores `Kopiamtime` when `repository
+//! sync-to --times` copies blobs and prefers it to Last-Modified.
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::azure_entra::{self, BearerFetch, PrincipalSecret, ServicePrincipal};
+use super::azure_list::{Authorization, AzureStorage, Container};
 use super::object::ObjectStorage;
 use super::operator;
 use super::s3::secret;
@@ -186,6 +186,7 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         .account_name(&config.storage_account);
     let mut redacted = Vec::new();
     let mut bearer = None;
+    let listing;
     match config
         .credential()
         .map_err(|reason| invalid(format!("{name}: {reason}")))?
@@ -193,8 +194,12 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         Credential::SasToken(token) => {
             builder = builder.sas_token(token);
             redacted.extend(sas_signature(token).map(Password::new));
+            listing = Authorization::sas_token(token);
         }
-        Credential::SharedKey(key) => builder = builder.account_key(key),
+        Credential::SharedKey(key) => {
+            builder = builder.account_key(key);
+            listing = Authorization::shared_key(&config.storage_account, key);
+        }
         Credential::ServicePrincipal(secret) => {
             let authority = std::env::var(azure_entra::AUTHORITY_ENV).ok();
             let principal = ServicePrincipal::new(
@@ -204,10 +209,12 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
                 secret,
             )
             .map_err(|reason| invalid(format!("{name}: {reason}")))?;
-            bearer = Some(
+            let client = opendal::raw::HttpClient::with(
                 BearerFetch::new(principal)
                     .map_err(|reason| invalid(format!("{name}: {reason}")))?,
             );
+            listing = Authorization::Bearer(client.clone());
+            bearer = Some(client);
             // OpenDAL only sets x-ms-version; the bearer client authorizes each request.
             builder = builder.skip_signature();
         }
@@ -220,12 +227,19 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
     }
     let mut operator = operator(builder, None).map_err(|e| invalid(format!("{name}: {e}")))?;
     if let Some(bearer) = bearer {
-        operator = operator.layer(opendal::layers::HttpClientLayer::new(
-            opendal::raw::HttpClient::with(bearer),
-        ));
+        operator = operator.layer(opendal::layers::HttpClientLayer::new(bearer));
     }
-    let storage =
-        Arc::new(ObjectStorage::new(operator, &config.prefix, &[], name).with_redacted(redacted));
+    let container = Container::new(
+        &config.endpoint_url(),
+        &config.container,
+        &config.prefix,
+        listing,
+        name.clone(),
+        redacted.clone(),
+    )
+    .map_err(|reason| invalid(format!("{name}: {reason}")))?;
+    let objects = ObjectStorage::new(operator, &config.prefix, &[], name).with_redacted(redacted);
+    let storage = Arc::new(AzureStorage::new(objects, container));
     Ok(match access {
         Access::ReadWrite => Storage::read_write(storage),
         Access::ReadOnly => Storage::read_only(storage),

@@ -5,6 +5,7 @@
 
 pub mod azure;
 pub mod azure_entra;
+pub mod azure_list;
 pub mod b2;
 pub mod gcs;
 pub mod gcs_pit;
