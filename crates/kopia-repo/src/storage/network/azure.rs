@@ -8,7 +8,8 @@
 //! account key, else an Entra ID service principal with a client secret or a federated token
 //! file (bearer tokens, see [`super::azure_entra`]); a client certificate is refused by name.
 //!
-//! Reads and writes go through OpenDAL; listings through [`super::azure_list`], which asks for
+//! `pointInTime` opens the read-only view of [`super::azure_pit`]. Reads and writes go
+//! through OpenDAL; listings through [`super::azure_list`], which asks for
 //! the metadata OpenDAL's lister leaves out: Kopia stores `Kopiamtime` when `repository
 //! sync-to --times` copies blobs and prefers it to Last-Modified.
 
@@ -18,6 +19,7 @@ use serde::Deserialize;
 
 use super::azure_entra::{self, BearerFetch, PrincipalSecret, ServicePrincipal};
 use super::azure_list::{Authorization, AzureStorage, Container};
+use super::azure_pit::AzurePointInTime;
 use super::object::ObjectStorage;
 use super::operator;
 use super::s3::secret;
@@ -63,7 +65,7 @@ pub struct AzureConfig {
     pub storage_domain: String,
     #[serde(rename = "doNotUseTLS", default)]
     pub do_not_use_tls: bool,
-    /// Kopia's point-in-time view; refused here (see [`open`]).
+    /// Kopia's point-in-time view: read-only, from the blob versions (see [`super::azure_pit`]).
     #[serde(
         default,
         deserialize_with = "crate::storage::point_in_time::deserialize"
@@ -165,17 +167,6 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         kind: KIND.to_string(),
         reason,
     };
-    if config.point_in_time.is_some() {
-        // Kopia lists blob versions (repo/blob/azure/azure_pit.go); OpenDAL 0.57's azblob
-        // service cannot, and showing the present instead of the past would mislead. Not
-        // done by hand as for gcs: Azurite 3.35 keeps no versions (its README lists "Blob
-        // Versions" as unsupported; listings with include=versions carry no VersionId), so
-        // nothing could test it.
-        return Err(unsupported(format!(
-            "point-in-time views (pointInTime) are not supported for azureBlob; {name} was \
-             not opened (connect without --point-in-time)"
-        )));
-    }
     if config.storage_account.is_empty() {
         return Err(invalid(format!("{name}: no storageAccount")));
     }
@@ -238,6 +229,11 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         redacted.clone(),
     )
     .map_err(|reason| invalid(format!("{name}: {reason}")))?;
+    if let Some(at) = config.point_in_time {
+        let view = AzurePointInTime::new(container, at);
+        view.require_versioned_container(&config.container)?;
+        return Ok(Storage::read_only(Arc::new(view)));
+    }
     let objects = ObjectStorage::new(operator, &config.prefix, &[], name).with_redacted(redacted);
     let storage = Arc::new(AzureStorage::new(objects, container));
     Ok(match access {
@@ -338,15 +334,6 @@ mod tests {
     #[test]
     fn refused_configs_name_the_container_and_account() {
         let open_err = |json: serde_json::Value| open(&json, Access::ReadOnly).unwrap_err();
-        let pit = open_err(serde_json::json!({"container": "c", "storageAccount": "a",
-            "storageKey": "a2V5", "pointInTime": "2026-01-01T00:00:00Z"}))
-        .to_string();
-        assert!(
-            pit.starts_with("storage type azureBlob is not supported")
-                && pit.contains("pointInTime) are not supported for azureBlob")
-                && pit.contains("azure://c/ (account a"),
-            "{pit}"
-        );
         let entra = open_err(serde_json::json!({"container": "c", "storageAccount": "a",
             "TenantID": "t", "ClientID": "id", "clientCertificate": "-----BEGIN hunter2"}))
         .to_string();

@@ -6,6 +6,7 @@
 pub mod azure;
 pub mod azure_entra;
 pub mod azure_list;
+pub mod azure_pit;
 pub mod b2;
 pub mod gcs;
 pub mod gcs_pit;
