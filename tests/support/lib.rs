@@ -10,6 +10,7 @@ pub mod keyring;
 pub mod link;
 pub mod point_in_time;
 pub mod servers;
+pub mod servers_azure_versions;
 pub mod servers_b2;
 pub mod servers_entra;
 pub mod servers_objects;

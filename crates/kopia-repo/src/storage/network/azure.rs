@@ -9,10 +9,10 @@
 //! (PEM, see [`super::azure_certificate`]) or a federated token file (bearer tokens, see
 //! [`super::azure_entra`]).
 //!
-//! Object mtimes: Kopia stores `Kopiamtime` metadata only when `repository sync-to` copies
-//! blobs and prefers it to Last-Modified. OpenDAL 0.57's listing does not ask for metadata
-//! (opendal-service-azblob lister.rs), so listed timestamps are Last-Modified; a stat per blob
-//! on every refresh would cost a request per blob, so it is not done.
+//! `pointInTime` opens the read-only view of [`super::azure_pit`]. Reads and writes go
+//! through OpenDAL; listings through [`super::azure_list`], which asks for
+//! the metadata OpenDAL's lister leaves out: Kopia stores `Kopiamtime` when `repository
+//! sync-to --times` copies blobs and prefers it to Last-Modified.
 
 use std::sync::Arc;
 
@@ -20,6 +20,8 @@ use serde::Deserialize;
 
 use super::azure_certificate::ClientCertificate;
 use super::azure_entra::{self, BearerFetch, PrincipalSecret, ServicePrincipal};
+use super::azure_list::{Authorization, AzureStorage, Container};
+use super::azure_pit::AzurePointInTime;
 use super::object::ObjectStorage;
 use super::operator;
 use super::s3::secret;
@@ -65,7 +67,7 @@ pub struct AzureConfig {
     pub storage_domain: String,
     #[serde(rename = "doNotUseTLS", default)]
     pub do_not_use_tls: bool,
-    /// Kopia's point-in-time view; refused here (see [`open`]).
+    /// Kopia's point-in-time view: read-only, from the blob versions (see [`super::azure_pit`]).
     #[serde(
         default,
         deserialize_with = "crate::storage::point_in_time::deserialize"
@@ -167,17 +169,6 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         kind: KIND.to_string(),
         reason,
     };
-    if config.point_in_time.is_some() {
-        // Kopia lists blob versions (repo/blob/azure/azure_pit.go); OpenDAL 0.57's azblob
-        // service cannot, and showing the present instead of the past would mislead. Not
-        // done by hand as for gcs: Azurite 3.35 keeps no versions (its README lists "Blob
-        // Versions" as unsupported; listings with include=versions carry no VersionId), so
-        // nothing could test it.
-        return Err(unsupported(format!(
-            "point-in-time views (pointInTime) are not supported for azureBlob; {name} was \
-             not opened (connect without --point-in-time)"
-        )));
-    }
     if config.storage_account.is_empty() {
         return Err(invalid(format!("{name}: no storageAccount")));
     }
@@ -188,6 +179,7 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         .account_name(&config.storage_account);
     let mut redacted = Vec::new();
     let mut bearer = None;
+    let listing;
     match config
         .credential()
         .map_err(|reason| invalid(format!("{name}: {reason}")))?
@@ -195,8 +187,12 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         Credential::SasToken(token) => {
             builder = builder.sas_token(token);
             redacted.extend(sas_signature(token).map(Password::new));
+            listing = Authorization::sas_token(token);
         }
-        Credential::SharedKey(key) => builder = builder.account_key(key),
+        Credential::SharedKey(key) => {
+            builder = builder.account_key(key);
+            listing = Authorization::shared_key(&config.storage_account, key);
+        }
         Credential::ServicePrincipal(secret) => {
             let authority = std::env::var(azure_entra::AUTHORITY_ENV).ok();
             let principal = ServicePrincipal::new(
@@ -206,22 +202,36 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
                 secret,
             )
             .map_err(|reason| invalid(format!("{name}: {reason}")))?;
-            bearer = Some(
+            let client = opendal::raw::HttpClient::with(
                 BearerFetch::new(principal)
                     .map_err(|reason| invalid(format!("{name}: {reason}")))?,
             );
+            listing = Authorization::Bearer(client.clone());
+            bearer = Some(client);
             // OpenDAL only sets x-ms-version; the bearer client authorizes each request.
             builder = builder.skip_signature();
         }
     }
     let mut operator = operator(builder, None).map_err(|e| invalid(format!("{name}: {e}")))?;
     if let Some(bearer) = bearer {
-        operator = operator.layer(opendal::layers::HttpClientLayer::new(
-            opendal::raw::HttpClient::with(bearer),
-        ));
+        operator = operator.layer(opendal::layers::HttpClientLayer::new(bearer));
     }
-    let storage =
-        Arc::new(ObjectStorage::new(operator, &config.prefix, &[], name).with_redacted(redacted));
+    let container = Container::new(
+        &config.endpoint_url(),
+        &config.container,
+        &config.prefix,
+        listing,
+        name.clone(),
+        redacted.clone(),
+    )
+    .map_err(|reason| invalid(format!("{name}: {reason}")))?;
+    if let Some(at) = config.point_in_time {
+        let view = AzurePointInTime::new(container, at);
+        view.require_versioned_container(&config.container)?;
+        return Ok(Storage::read_only(Arc::new(view)));
+    }
+    let objects = ObjectStorage::new(operator, &config.prefix, &[], name).with_redacted(redacted);
+    let storage = Arc::new(AzureStorage::new(objects, container));
     Ok(match access {
         Access::ReadWrite => Storage::read_write(storage),
         Access::ReadOnly => Storage::read_only(storage),
@@ -333,15 +343,6 @@ mod tests {
     #[test]
     fn refused_configs_name_the_container_and_account() {
         let open_err = |json: serde_json::Value| open(&json, Access::ReadOnly).unwrap_err();
-        let pit = open_err(serde_json::json!({"container": "c", "storageAccount": "a",
-            "storageKey": "a2V5", "pointInTime": "2026-01-01T00:00:00Z"}))
-        .to_string();
-        assert!(
-            pit.starts_with("storage type azureBlob is not supported")
-                && pit.contains("pointInTime) are not supported for azureBlob")
-                && pit.contains("azure://c/ (account a"),
-            "{pit}"
-        );
         let entra = open_err(serde_json::json!({"container": "c", "storageAccount": "a",
             "TenantID": "t", "ClientID": "id",
             "clientCertificate": "-----BEGIN PRIVATE KEY-----\nhunter2\n"}))

@@ -6,6 +6,8 @@
 pub mod azure;
 pub mod azure_certificate;
 pub mod azure_entra;
+pub mod azure_list;
+pub mod azure_pit;
 pub mod b2;
 pub mod gcs;
 mod gcs_json;
