@@ -34,11 +34,19 @@ pub fn connect_at(
     at: &str,
     dir: &Path,
 ) -> (PathBuf, Output) {
+    let mut args = storage_args.to_vec();
+    args.push(format!("--point-in-time={at}"));
+    connect(kopia, &args, dir)
+}
+
+/// `kopia repository connect <storage_args>` into a config of its own in `dir` (for stores
+/// whose moment travels in the arguments themselves, as a from-config token); returns the
+/// config and Kopia's output.
+pub fn connect(kopia: &Kopia, storage_args: &[String], dir: &Path) -> (PathBuf, Output) {
     let config = dir.join("pit.config");
     let mut args = vec!["repository".to_owned(), "connect".to_owned()];
     args.extend_from_slice(storage_args);
     args.extend([
-        format!("--point-in-time={at}"),
         format!("--cache-directory={}", dir.join("cache").display()),
         "--max-list-cache-duration=0s".to_owned(),
         format!("--override-username={USERNAME}"),
@@ -46,6 +54,29 @@ pub fn connect_at(
     ]);
     let out = kopia.run_with_config(&config, &config.with_extension("logs"), &args);
     (config, out)
+}
+
+/// Writes to `pit` the client config `live` with `pointInTime` set to `at`: a view Kopia
+/// itself would refuse to connect (a store without versions), said anyway.
+pub fn write_config_at(live: &Path, at: &str, pit: &Path) {
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(live).unwrap()).unwrap();
+    config["storage"]["config"]["pointInTime"] = serde_json::json!(at);
+    std::fs::write(pit, config.to_string()).unwrap();
+}
+
+/// Asserts that opening a view was refused because of its store: exit 2, one line holding
+/// every one of `fragments` (the moment, the bucket or container, the reason), nothing on
+/// stdout.
+#[track_caller]
+pub fn assert_store_refused(out: &Output, fragments: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for fragment in fragments {
+        assert!(stderr.contains(fragment), "no {fragment:?} in {stderr}");
+    }
+    assert!(out.stdout.is_empty(), "{out:?}");
 }
 
 /// Asserts that `kopia-notify <args>` through the view `pit` at `at` was refused: exit 2, one
@@ -61,6 +92,55 @@ pub fn assert_refused(out: &Output, args: &[&str], pit: &Path, at: &str) {
     assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
     assert!(stderr.contains(&refusal), "{args:?}: {stderr}");
     assert!(out.stdout.is_empty(), "{args:?}");
+}
+
+/// The view `pit` Kopia connected at `history.at` shows the past: our `manifest list --json`
+/// is Kopia's ([`assert_lists_like_kopia`]) with both snapshots, the older one deleted since
+/// (it is gone from the live repository `live`) and nothing sent after the moment; `list`
+/// shows the notification sent before it, pending, as it was then. Returns our manifest list.
+#[track_caller]
+pub fn assert_view_shows_the_past(
+    kopia: &Kopia,
+    pit: &Path,
+    live: &Path,
+    history: &History,
+    kopia_notify: impl Fn(&Path, &[&str]) -> Output,
+) -> String {
+    let ours = assert_lists_like_kopia(kopia, pit, &history.at, &kopia_notify);
+    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
+    assert!(
+        ours.contains(&history.old_snapshot) && !ours.contains(&history.after),
+        "{ours}"
+    );
+    let now = stdout_ok(kopia_notify(live, &["manifest", "list", "--json"]));
+    assert!(!now.contains(&history.old_snapshot), "{now}");
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&stdout_ok(kopia_notify(pit, &["list", "--all", "--json"]))).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], history.before.as_str());
+    assert_eq!(listed[0]["status"], "pending");
+    ours
+}
+
+/// Every write of ours through the view `pit` (`send`, `ack` of the notification sent before
+/// the moment and `ack --all`, `manifest delete`) is refused ([`assert_refused`]).
+#[track_caller]
+pub fn assert_writes_refused(
+    pit: &Path,
+    history: &History,
+    kopia_notify: impl Fn(&Path, &[&str]) -> Output,
+) {
+    let before = history.before.as_str();
+    for args in [
+        vec!["send", "--title", "C into the past"],
+        vec!["ack", before],
+        vec!["ack", "--all"],
+        vec!["manifest", "delete", before],
+    ] {
+        assert_refused(&kopia_notify(pit, &args), &args, pit, &history.at);
+    }
 }
 
 /// Opens the view `pit` (at `at`) as the app does and asserts that it is read-only and that a

@@ -11,10 +11,10 @@ use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::Utc;
-use kopia_fixtures::cli::{self, stdout_ok};
+use kopia_fixtures::cli;
 use kopia_fixtures::point_in_time::{
-    assert_lists_like_kopia, assert_refused, assert_view_lists_once, connect_at, write_history,
-    History,
+    assert_store_refused, assert_view_lists_once, assert_view_shows_the_past,
+    assert_writes_refused, connect_at, write_config_at, write_history,
 };
 use kopia_fixtures::servers_objects::{require_fake_gcs, FakeGcsServer};
 use kopia_fixtures::{require_kopia, KopiaRepo};
@@ -98,48 +98,23 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
     let Some(kopia) = require_kopia() else { return };
     let bucket = new_bucket(gcs, true);
     let repo = KopiaRepo::create_on(&kopia, &gcs_args(&bucket));
-    let History {
-        at,
-        old_snapshot,
-        before: sent_before,
-        after: sent_after,
-    } = write_history(&repo, kopia_notify);
-    let (a, b) = (sent_before.as_str(), sent_after.as_str());
+    let history = write_history(&repo, kopia_notify);
     let live = repo.config_file();
     let (_, archived) = generations(gcs, &bucket);
     assert!(archived > 0, "maintenance deleted no blob");
 
     let dir = tempfile::tempdir().unwrap();
-    let (pit, connected) = connect_at(&kopia, &gcs_args(&bucket), &at, dir.path());
+    let (pit, connected) = connect_at(&kopia, &gcs_args(&bucket), &history.at, dir.path());
     assert!(connected.status.success(), "{connected:?}");
     // What Kopia shows of the past, we show, byte for byte.
-    let ours = assert_lists_like_kopia(&kopia, &pit, &at, kopia_notify);
-    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
-    assert!(ours.contains(&old_snapshot) && !ours.contains(b), "{ours}");
-    let now = stdout_ok(kopia_notify(&live, &["manifest", "list", "--json"]));
-    assert!(!now.contains(&old_snapshot), "{now}");
-
-    let listed: serde_json::Value =
-        serde_json::from_str(&stdout_ok(kopia_notify(&pit, &["list", "--all", "--json"]))).unwrap();
-    let listed = listed.as_array().unwrap();
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["id"], a);
-    assert_eq!(listed[0]["status"], "pending");
+    assert_view_shows_the_past(&kopia, &pit, &live, &history, kopia_notify);
 
     // Every write is refused with one line naming the config and T, and writes nothing.
     let before = generations(gcs, &bucket);
-    for args in [
-        vec!["send", "--title", "C into the past"],
-        vec!["ack", a],
-        vec!["ack", "--all"],
-        vec!["manifest", "delete", a],
-    ] {
-        let out = kopia_notify(&pit, &args);
-        assert_refused(&out, &args, &pit, &at);
-    }
+    assert_writes_refused(&pit, &history, kopia_notify);
     assert_eq!(generations(gcs, &bucket), before, "a refused write wrote");
 
-    assert_view_lists_once(&pit, &at);
+    assert_view_lists_once(&pit, &history.at);
 }
 
 #[test]
@@ -156,20 +131,15 @@ fn a_point_in_time_of_an_unversioned_bucket_is_refused_naming_the_bucket() {
     let (_, refused) = connect_at(&kopia, &gcs_args(&bucket), &at, dir.path());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("non-versioned bucket"), "{refused:?}");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo.config_file()).unwrap()).unwrap();
-    config["storage"]["config"]["pointInTime"] = serde_json::json!(at);
     let pit = dir.path().join("unversioned.config");
-    std::fs::write(&pit, config.to_string()).unwrap();
+    write_config_at(&repo.config_file(), &at, &pit);
     let before = generations(gcs, &bucket);
-    let out = kopia_notify(&pit, &["list"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains(&format!("pointInTime {at} needs a versioned bucket"))
-            && stderr.contains(&format!("bucket {bucket} of gcs://{bucket}/{PREFIX}")),
-        "{stderr}"
+    assert_store_refused(
+        &kopia_notify(&pit, &["list"]),
+        &[
+            &format!("pointInTime {at} needs a versioned bucket"),
+            &format!("bucket {bucket} of gcs://{bucket}/{PREFIX}"),
+        ],
     );
     assert_eq!(generations(gcs, &bucket), before);
 }

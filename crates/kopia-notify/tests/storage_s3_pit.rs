@@ -11,11 +11,11 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Output;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use kopia_fixtures::cli::{self, stdout_ok};
 use kopia_fixtures::point_in_time::{
-    assert_lists_like_kopia, assert_refused, assert_view_lists_once, connect_at, write_history,
-    History,
+    assert_refused, assert_store_refused, assert_view_lists_once, assert_view_shows_the_past,
+    assert_writes_refused, connect_at, write_config_at, write_history,
 };
 use kopia_fixtures::servers::{require_moto, MotoServer};
 use kopia_fixtures::{require_kopia, KopiaRepo};
@@ -175,34 +175,16 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
     enable_versioning(&moto, BUCKET);
     let endpoint = versioning_fix_proxy(&moto);
     let repo = KopiaRepo::create_on(&kopia, &s3_args(&endpoint, BUCKET));
-    let History {
-        at,
-        old_snapshot,
-        before: sent_before,
-        after: sent_after,
-    } = write_history(&repo, kopia_notify);
-    let (a, b) = (sent_before.as_str(), sent_after.as_str());
+    let history = write_history(&repo, kopia_notify);
     let live = repo.config_file();
     let (_, markers) = version_counts(&moto, BUCKET);
     assert!(markers > 0, "maintenance deleted no blob");
 
     let dir = tempfile::tempdir().unwrap();
-    let (pit, connected) = connect_at(&kopia, &s3_args(&endpoint, BUCKET), &at, dir.path());
+    let (pit, connected) = connect_at(&kopia, &s3_args(&endpoint, BUCKET), &history.at, dir.path());
     assert!(connected.status.success(), "{connected:?}");
     // What Kopia shows of the past, we show, byte for byte.
-    let ours = assert_lists_like_kopia(&kopia, &pit, &at, kopia_notify);
-    assert_eq!(ours.matches("\"type\":\"snapshot\"").count(), 2, "{ours}");
-    assert!(ours.contains(&old_snapshot), "{ours}");
-    let now = stdout_ok(kopia_notify(&live, &["manifest", "list", "--json"]));
-    assert!(!now.contains(&old_snapshot), "{now}");
-
-    let listed: serde_json::Value =
-        serde_json::from_str(&stdout_ok(kopia_notify(&pit, &["list", "--all", "--json"]))).unwrap();
-    let listed = listed.as_array().unwrap();
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["id"], a);
-    assert_eq!(listed[0]["status"], "pending");
-    assert!(!ours.contains(b));
+    assert_view_shows_the_past(&kopia, &pit, &live, &history, kopia_notify);
     let current: serde_json::Value = serde_json::from_str(&stdout_ok(kopia_notify(
         &live,
         &["list", "--all", "--json"],
@@ -210,30 +192,24 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
     .unwrap();
     assert_eq!(current.as_array().unwrap().len(), 2, "{current}");
 
-    // Every write is refused before any request, with one line naming the config and T.
+    // Every write is refused before any request, with one line naming the config and T:
+    // gc too, long after A expired (so that it has something to delete), and manifest put.
     let before = version_counts(&moto, BUCKET);
+    assert_writes_refused(&pit, &history, kopia_notify);
     let payload = dir.path().join("payload.json");
     std::fs::write(&payload, "{}").unwrap();
     let payload_arg = format!("--file={}", payload.display());
     for args in [
-        vec!["send", "--title", "C into the past"],
-        vec!["ack", a],
-        vec!["ack", "--all"],
         vec!["gc"],
         vec!["manifest", "put", "--label=type:x", &payload_arg],
-        vec!["manifest", "delete", a],
     ] {
-        let mut command = cli::command(env!("CARGO_BIN_EXE_kopia-notify"), &pit);
-        if args[0] == "gc" {
-            // Long after A expired, so that gc has something to delete.
-            command.env("KOPIA_NOTIFY_NOW", "2100-01-01T00:00:00Z");
-        }
-        let out = command
+        let out = cli::command(env!("CARGO_BIN_EXE_kopia-notify"), &pit)
+            .env("KOPIA_NOTIFY_NOW", "2100-01-01T00:00:00Z")
             .env("KOPIA_NOTIFICATIONS", "hidden")
             .args(&args)
             .output()
             .expect("run kopia-notify");
-        assert_refused(&out, &args, &pit, &at);
+        assert_refused(&out, &args, &pit, &history.at);
     }
     assert_eq!(
         version_counts(&moto, BUCKET),
@@ -241,7 +217,7 @@ fn a_point_in_time_connection_shows_the_past_and_is_never_written() {
         "a refused write wrote"
     );
 
-    assert_view_lists_once(&pit, &at);
+    assert_view_lists_once(&pit, &history.at);
 }
 
 #[test]
@@ -257,32 +233,25 @@ fn a_point_in_time_of_an_unversioned_bucket_is_refused_naming_the_bucket() {
     let (_, refused) = connect_at(&kopia, &s3_args(&endpoint, BUCKET), &at, dir.path());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("non-versioned bucket"), "{refused:?}");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo.config_file()).unwrap()).unwrap();
-    config["storage"]["config"]["pointInTime"] = serde_json::json!(at);
     let pit = dir.path().join("unversioned.config");
-    std::fs::write(&pit, config.to_string()).unwrap();
+    write_config_at(&repo.config_file(), &at, &pit);
     let before = version_counts(&moto, BUCKET);
-    let out = kopia_notify(&pit, &["list"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains(&format!("pointInTime {at} needs a versioned bucket"))
-            && stderr.contains(&format!("bucket {BUCKET} of s3://{BUCKET}/{PREFIX}")),
-        "{stderr}"
+    assert_store_refused(
+        &kopia_notify(&pit, &["list"]),
+        &[
+            &format!("pointInTime {at} needs a versioned bucket"),
+            &format!("bucket {BUCKET} of s3://{BUCKET}/{PREFIX}"),
+        ],
     );
     assert_eq!(version_counts(&moto, BUCKET), before);
 
     // A moment before the repository existed shows no repository, said as such.
     enable_versioning(&moto, BUCKET);
-    let past: DateTime<Utc> = "2001-01-01T00:00:00Z".parse().unwrap();
     stdout_ok(kopia_notify(
         &repo.config_file(),
         &["send", "--title", "versioned now"],
     ));
-    config["storage"]["config"]["pointInTime"] = serde_json::json!(past);
-    std::fs::write(&pit, config.to_string()).unwrap();
+    write_config_at(&repo.config_file(), "2001-01-01T00:00:00Z", &pit);
     let out = kopia_notify(&pit, &["list"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -311,23 +280,18 @@ fn a_point_in_time_of_a_bucket_with_suspended_versioning_is_refused_naming_the_b
         "{stderr}"
     );
 
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo.config_file()).unwrap()).unwrap();
-    config["storage"]["config"]["pointInTime"] = serde_json::json!(at);
     let pit = dir.path().join("suspended.config");
-    std::fs::write(&pit, config.to_string()).unwrap();
+    write_config_at(&repo.config_file(), &at, &pit);
     let before = version_counts(&moto, BUCKET);
-    let out = kopia_notify(&pit, &["list"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains(&format!("pointInTime {at} needs a versioned bucket"))
-            && stderr.contains(&format!(
-                "bucket {BUCKET} of s3://{BUCKET}/{PREFIX} at {endpoint} has object versioning suspended"
-            )),
-        "{stderr}"
+    assert_store_refused(
+        &kopia_notify(&pit, &["list"]),
+        &[
+            &format!("pointInTime {at} needs a versioned bucket"),
+            &format!(
+                "bucket {BUCKET} of s3://{BUCKET}/{PREFIX} at {endpoint} has object versioning \
+                 suspended"
+            ),
+        ],
     );
-    assert!(out.stdout.is_empty());
     assert_eq!(version_counts(&moto, BUCKET), before);
 }

@@ -165,10 +165,6 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
     };
     let config = AzureConfig::from_json(config).map_err(invalid)?;
     let name = config.describe();
-    let unsupported = |reason: String| Error::UnsupportedStorage {
-        kind: KIND.to_string(),
-        reason,
-    };
     if config.storage_account.is_empty() {
         return Err(invalid(format!("{name}: no storageAccount")));
     }
