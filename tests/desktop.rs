@@ -176,12 +176,11 @@ fn popups_window_tray_and_acknowledgement_end_to_end() {
 
     // Acknowledged elsewhere (here by kopia-notify): its open popup is withdrawn.
     cli.checked(cli.command().args(["ack", &warning_id]));
-    wait_for("the popup acknowledged by the CLI closed", SOON, || {
-        monitor
-            .was_closed(warning_popup.id)
-            .then_some(())
-            .ok_or_else(|| "still open".into())
-    });
+    wait_popup_closed(
+        &monitor,
+        warning_popup.id,
+        "the popup acknowledged by the CLI closed",
+    );
     wait_status(&desktop, &menu, "3 errors, 2 warnings, 2 notices");
     assert!(
         !monitor.was_closed(error_popup.id),
@@ -273,12 +272,7 @@ fn popups_window_tray_and_acknowledgement_end_to_end() {
         },
     );
     wait_status(&desktop, &menu, "3 errors, 2 warnings, 2 notices");
-    wait_for("the acknowledged popup closed", SOON, || {
-        monitor
-            .was_closed(popup.id)
-            .then_some(())
-            .ok_or_else(|| "still open".into())
-    });
+    wait_popup_closed(&monitor, popup.id, "the acknowledged popup closed");
 
     // A second launch hands over to the first: it exits at once and the window comes back.
     let window = visible_windows(&desktop)[0].clone();
@@ -514,16 +508,20 @@ fn a_notification_sent_to_a_kopia_repository_in_an_s3_bucket_pops_up() {
         }
     });
     wait_status(&desktop, &menu, "All clear");
-    wait_for("the acknowledged popup closed", SOON, || {
-        monitor
-            .was_closed(popup.id)
-            .then_some(())
-            .ok_or_else(|| "still open".into())
-    });
+    wait_popup_closed(&monitor, popup.id, "the acknowledged popup closed");
 
     menu.click(&desktop, "Quit");
     let status = desktop.wait_exit("app", SOON);
     assert!(status.success(), "the app quit with {status}");
+}
+
+fn wait_popup_closed(monitor: &PopupMonitor, id: u32, what: &str) {
+    wait_for(what, SOON, || {
+        monitor
+            .was_closed(id)
+            .then_some(())
+            .ok_or_else(|| "still open".into())
+    });
 }
 
 fn wait_status(desktop: &Desktop, menu: &TrayMenu, expected: &str) {
