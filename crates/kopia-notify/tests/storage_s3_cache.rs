@@ -83,12 +83,14 @@ impl Setup {
         fetched
     }
 
-    /// The one repository directory of the cache, and the blob IDs it holds.
+    /// The one repository directory of the cache, and the blob IDs it holds. (Beside it,
+    /// `key-salts` remembers the config's key salt.)
     fn cache_dir(&self) -> (PathBuf, Vec<String>) {
         let root = self.cache_home.path().join("kopia-notifier");
         let dirs: Vec<PathBuf> = std::fs::read_dir(&root)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|dir| !dir.ends_with("key-salts"))
             .collect();
         assert_eq!(dirs.len(), 1, "{dirs:?}");
         let mut ids: Vec<String> = std::fs::read_dir(&dirs[0])

@@ -311,7 +311,7 @@ impl FormatBlob {
 }
 
 /// Go encodes `[]byte` as standard base64 with padding; old blobs may contain line breaks.
-mod base64_bytes {
+pub(crate) mod base64_bytes {
     use base64::Engine;
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -15,6 +15,7 @@ pub mod client;
 pub mod compression;
 pub mod content;
 pub mod crypto;
+mod early_key;
 pub mod epoch;
 pub mod error;
 pub mod format;

@@ -12,12 +12,14 @@ use serde_json::value::RawValue;
 
 use crate::client::{self, ClientConfig, ReadOnlyReason};
 use crate::content::writer::{ContentWriter, SessionOwner, WriteFormat};
-use crate::content::{ContentCrypto, ContentReader, IndexLayout};
+use crate::content::{ContentCrypto, ContentReader, IndexLayout, IndexListingPrefetch};
 use crate::crypto::encryption::ContentEncryptor;
 use crate::crypto::encryption::DEFAULT_ENCRYPTION_ALGORITHM;
 use crate::crypto::hashing::ContentHasher;
 use crate::crypto::hashing::DEFAULT_HASH_ALGORITHM;
 use crate::crypto::kdf;
+use crate::early_key::{self, EarlyKey, SaltMemory};
+use crate::epoch::EPOCH_MANAGER_PREFIX;
 use crate::format::{
     EpochParameters, FormatBlob, RepositoryConfig, FORMAT_BLOB_ENCRYPTION, FORMAT_BLOB_ID,
 };
@@ -44,6 +46,8 @@ pub struct Repository {
     config: RepositoryConfig,
     crypto: Arc<ContentCrypto>,
     timings: OpenTimings,
+    /// The index listing taken while the key was derived, for the first refresh.
+    index_listing: Arc<IndexListingPrefetch>,
     /// The client config of a connection made with `kopia repository connect --readonly` or
     /// onto a point in time, and which of the two: Kopia refuses every write through it, and
     /// so does [`Repository::content_writer`].
@@ -55,6 +59,9 @@ pub struct Repository {
 pub struct OpenTimings {
     pub read_format_blob: Duration,
     pub key_derivation: Duration,
+    /// Whether the key derivation ran beside the storage's opening and the format blob's
+    /// read, from the salt an earlier open of the same client config remembered.
+    pub key_started_early: bool,
 }
 
 /// Kopia's default split for file data; irrelevant to manifests but every repository names one.
@@ -160,6 +167,7 @@ impl Repository {
             config,
             crypto,
             timings,
+            index_listing: Arc::default(),
             read_only_config: None,
         })
     }
@@ -168,17 +176,48 @@ impl Repository {
     /// for reading and writing, an `Arc<dyn BlobReader>` (or a read-only [`Storage`]) for
     /// reading only.
     pub fn open(storage: impl Into<Storage>, password: &str) -> Result<Self> {
-        let storage = storage.into();
+        Repository::open_with_early_key(storage.into(), password, None)
+    }
+
+    /// [`Self::open`], taking the format key from `early` when that derivation was started
+    /// for this repository's salt (see [`early_key`]).
+    fn open_with_early_key(
+        storage: Storage,
+        password: &str,
+        early: Option<EarlyKey>,
+    ) -> Result<Self> {
         let started = Instant::now();
         let (format_blob, format_blob_bytes) = read_format_blob(storage.reader().as_ref())?;
         let read_format_blob = started.elapsed();
 
-        let started = Instant::now();
-        let format_key = Zeroizing::new(format_blob.derive_format_key(password)?);
-        let key_derivation = started.elapsed();
+        // A listing needs no key: the epoch index listing the first refresh makes is taken
+        // now, its round trip hidden behind the scrypt. (A legacy-index repository, Kopia's
+        // format before 0.9, lists its `n` blobs instead and pays this one listing for nothing.)
+        let (derived, key_started_early, index_listing) = std::thread::scope(|scope| {
+            let listing = scope.spawn(|| {
+                let started = Instant::now();
+                match storage.reader().list_blobs(EPOCH_MANAGER_PREFIX) {
+                    Ok(listing) => Some(IndexListingPrefetch::new(started, listing)),
+                    // The refresh lists again and reports what is wrong.
+                    Err(error) => {
+                        tracing::debug!(%error, "index listing during key derivation failed");
+                        None
+                    }
+                }
+            });
+            let early = early.and_then(|early| early.key_for(&format_blob));
+            let started_early = early.is_some();
+            let derived = early.unwrap_or_else(|| early_key::derive_for(&format_blob, password));
+            let listing = listing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (derived, started_early, listing)
+        });
+        let (format_key, key_derivation) = derived?;
+        let format_key = Zeroizing::new(format_key);
 
         let config = format_blob.decrypt_config(&format_key[..])?;
-        Repository::from_parts(
+        let mut repository = Repository::from_parts(
             storage,
             format_blob,
             format_blob_bytes,
@@ -187,8 +226,13 @@ impl Repository {
             OpenTimings {
                 read_format_blob,
                 key_derivation,
+                key_started_early,
             },
-        )
+        )?;
+        if let Some(prefetch) = index_listing {
+            repository.index_listing = Arc::new(prefetch);
+        }
+        Ok(repository)
     }
 
     /// Opens the repository a Kopia client config (`repository.config`) points at, with the
@@ -207,14 +251,33 @@ impl Repository {
     }
 
     fn open_client_config(config_path: &Path, cached: bool) -> Result<(Self, ClientConfig)> {
+        Repository::open_client_config_in(config_path, cached, blob_cache::default_root())
+    }
+
+    /// [`Self::open_client_config`] with the blob cache and the remembered key salts under
+    /// `cache_root` (none: neither).
+    fn open_client_config_in(
+        config_path: &Path,
+        cached: bool,
+        cache_root: Option<PathBuf>,
+    ) -> Result<(Self, ClientConfig)> {
         let client_config = client::load(config_path)?;
         let password = client::resolve_password(config_path)?;
+        // The key derivation starts before the storage is even opened, from the salt the last
+        // open of this config saw; opening the storage and reading the format blob run beside it.
+        let salts = cache_root
+            .as_deref()
+            .map(|root| SaltMemory::new(root, config_path));
+        let early = salts.as_ref().and_then(|salts| salts.start(&password));
         let storage = client_config.open_storage()?;
-        let mut repository = Repository::open(storage, password.expose())?;
+        let mut repository = Repository::open_with_early_key(storage, password.expose(), early)?;
+        if let Some(salts) = &salts {
+            salts.remember(&repository.format_blob);
+        }
         // Local disk is as fast as a cache would be; network storage is not.
         if cached && client_config.storage.kind != StorageKind::Filesystem {
-            if let Some(root) = blob_cache::default_root() {
-                repository = repository.with_blob_cache(&root, blob_cache::DEFAULT_CAPACITY);
+            if let Some(root) = &cache_root {
+                repository = repository.with_blob_cache(root, blob_cache::DEFAULT_CAPACITY);
             }
         }
         if let Some(reason) = client_config.read_only_reason() {
@@ -274,6 +337,7 @@ impl Repository {
             Arc::clone(&self.crypto),
             self.index_layout(),
         )
+        .with_index_listing(Arc::clone(&self.index_listing))
     }
 
     /// Contents read from the storage, never from a cache: what checks the repository's
@@ -284,6 +348,7 @@ impl Repository {
             Arc::clone(&self.crypto),
             self.index_layout(),
         )
+        .with_index_listing(Arc::clone(&self.index_listing))
     }
 
     /// The client config of the read-only connection it was opened through, if it was: no
@@ -425,6 +490,7 @@ fn read_format_blob(storage: &dyn BlobReader) -> Result<(FormatBlob, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::counting::CountingStorage;
 
     #[test]
     fn a_repository_with_retention_is_refused_for_writing_before_anything_is_written() {
@@ -476,5 +542,105 @@ mod tests {
             repository.content_writer(owner),
             Err(Error::ReadOnlyStorage { .. })
         ));
+    }
+
+    fn owner() -> SessionOwner {
+        SessionOwner {
+            username: "me".into(),
+            hostname: "host".into(),
+        }
+    }
+
+    /// A new filesystem repository in `dir/repo` behind `dir/repository.config`, with the
+    /// password where Kopia persists it (base64, beside the config).
+    fn connected(dir: &Path, password: &str) -> PathBuf {
+        use base64::Engine;
+        let storage = dir.join("repo");
+        Repository::create_filesystem(&storage, password, &owner()).unwrap();
+        let config = dir.join("repository.config");
+        let json =
+            serde_json::json!({"storage": {"type": "filesystem", "config": {"path": storage}}});
+        std::fs::write(&config, json.to_string()).unwrap();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(password);
+        std::fs::write(dir.join("repository.config.kopia-password"), encoded).unwrap();
+        config
+    }
+
+    #[test]
+    fn a_later_open_derives_the_key_beside_the_storage_from_the_remembered_salt_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let config = connected(dir.path(), "pw");
+        let open = || Repository::open_client_config_in(&config, true, Some(cache.path().into()));
+        let early = |repository: &Repository| repository.timings().key_started_early;
+
+        let (first, _) = open().unwrap();
+        assert!(!early(&first), "nothing was remembered yet");
+        let (second, _) = open().unwrap();
+        assert!(early(&second));
+        assert_eq!(second.format_key[..], first.format_key[..]);
+        let mut store = second.manifest_store();
+        store.refresh().unwrap();
+        assert_eq!(store.len(), 1);
+
+        // What is remembered: the salt and the algorithm, nothing to test passwords against.
+        let salts = cache.path().join("key-salts");
+        let files: Vec<_> = std::fs::read_dir(&salts)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        let remembered: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+        let keys: Vec<&String> = remembered.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["keyAlgo", "uniqueID"]);
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode(&salts), mode(&files[0])), (0o700, 0o600));
+
+        // A repository created anew where the old one was has a salt of its own.
+        std::fs::remove_dir_all(dir.path().join("repo")).unwrap();
+        connected(dir.path(), "pw");
+        let (third, _) = open().unwrap();
+        assert!(!early(&third));
+        assert_ne!(third.format_key[..], first.format_key[..]);
+        third.manifest_store().refresh().unwrap();
+        assert!(early(&open().unwrap().0));
+
+        // A wrong password is refused as ever, the salt being remembered or not.
+        std::fs::write(
+            dir.path().join("repository.config.kopia-password"),
+            "d3Jvbmc=",
+        )
+        .unwrap();
+        assert!(matches!(open(), Err(Error::InvalidPassword)));
+        let forgetful = Repository::open_client_config_in(&config, true, None);
+        assert!(matches!(forgetful, Err(Error::InvalidPassword)));
+    }
+
+    #[test]
+    fn the_index_listing_is_taken_during_the_key_derivation_and_serves_the_first_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        Repository::create_filesystem(dir.path(), "pw", &owner()).unwrap();
+        let counting = Arc::new(CountingStorage::new(
+            FilesystemStorage::open(dir.path()).unwrap(),
+        ));
+        let repository =
+            Repository::open(Arc::clone(&counting) as Arc<dyn BlobWriter>, "pw").unwrap();
+        assert_eq!(
+            counting.take_counts().lists,
+            1,
+            "the listing is taken at open"
+        );
+        let mut store = repository.manifest_store();
+        store.refresh().unwrap();
+        assert_eq!(store.len(), 1);
+        assert_eq!(
+            counting.take_counts().lists,
+            0,
+            "the first refresh lists nothing"
+        );
+        store.refresh().unwrap();
+        assert_eq!(counting.take_counts().lists, 1, "later ones list again");
     }
 }

@@ -3,7 +3,8 @@
 //! own hash. It knows nothing about what contents mean (manifests are one layer up).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -55,12 +56,40 @@ pub struct IndexRefresh {
     pub index_blobs_dropped: usize,
 }
 
+/// How old a prefetched index listing may be when a refresh takes it: a repository opened now
+/// and refreshed only later lists again, and sees what is there then.
+const PREFETCH_FRESH_FOR: Duration = Duration::from_secs(5);
+
+/// The epoch index listing (`x…`) taken while the repository's key was derived (a listing
+/// needs no key, see `Repository::open`): the first refresh soon after takes it instead of
+/// listing again, so on network storage that request's round trip hides behind the scrypt.
+#[derive(Debug, Default)]
+pub(crate) struct IndexListingPrefetch(Mutex<Option<(Instant, Vec<BlobMetadata>)>>);
+
+impl IndexListingPrefetch {
+    /// A listing of the `x` prefix whose request started at `started`.
+    pub(crate) fn new(started: Instant, listing: Vec<BlobMetadata>) -> Self {
+        IndexListingPrefetch(Mutex::new(Some((started, listing))))
+    }
+
+    /// The listing, once, if it is still fresh.
+    fn take_fresh(&self) -> Option<Vec<BlobMetadata>> {
+        let (started, listing) = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        (started.elapsed() <= PREFETCH_FRESH_FOR).then_some(listing)
+    }
+}
+
 /// Reads blobs and contents of one repository.
 #[derive(Clone)]
 pub struct ContentReader {
     storage: Arc<dyn BlobReader>,
     crypto: Arc<ContentCrypto>,
     layout: IndexLayout,
+    index_listing: Arc<IndexListingPrefetch>,
 }
 
 impl ContentReader {
@@ -73,7 +102,14 @@ impl ContentReader {
             storage,
             crypto,
             layout,
+            index_listing: Arc::default(),
         }
+    }
+
+    /// Takes its first epoch index listing from `prefetch` while that is fresh.
+    pub(crate) fn with_index_listing(mut self, prefetch: Arc<IndexListingPrefetch>) -> Self {
+        self.index_listing = prefetch;
+        self
     }
 
     pub fn storage(&self) -> &Arc<dyn BlobReader> {
@@ -109,7 +145,10 @@ impl ContentReader {
     ) -> Result<IndexBlobSet> {
         match self.layout {
             IndexLayout::Epoch => {
-                let listing = self.storage.list_blobs("x")?;
+                let listing = match self.index_listing.take_fresh() {
+                    Some(listing) => listing,
+                    None => self.storage.list_blobs(epoch::EPOCH_MANAGER_PREFIX)?,
+                };
                 Ok(epoch::epoch_index_blob_set(&listing))
             }
             IndexLayout::Legacy => {
@@ -290,4 +329,32 @@ where
         }
         Ok(results)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing() -> Vec<BlobMetadata> {
+        vec![BlobMetadata {
+            id: "xn0_abc".into(),
+            length: 10,
+            timestamp: DateTime::UNIX_EPOCH,
+        }]
+    }
+
+    #[test]
+    fn a_prefetched_listing_serves_once_and_only_while_fresh() {
+        let fresh = IndexListingPrefetch::new(Instant::now(), listing());
+        assert_eq!(fresh.take_fresh(), Some(listing()));
+        assert_eq!(fresh.take_fresh(), None);
+        let Some(long_ago) = Instant::now().checked_sub(PREFETCH_FRESH_FOR * 2) else {
+            return; // a monotonic clock this young cannot say "long ago"
+        };
+        assert_eq!(
+            IndexListingPrefetch::new(long_ago, listing()).take_fresh(),
+            None
+        );
+        assert_eq!(IndexListingPrefetch::default().take_fresh(), None);
+    }
 }

@@ -25,6 +25,9 @@ const DEFAULT_ENDPOINT: &str = "s3.amazonaws.com";
 /// The region signed requests name when none is configured and none can be found.
 const FALLBACK_REGION: &str = "us-east-1";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The region lookup is one small request; a server that does not answer it in time gets the
+/// fallback region, and the reads that follow report what is wrong.
+const REGION_LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `storage.config` of an `s3` storage (Kopia's s3.Options). Secrets are [`Password`]s, so
 /// `Debug` never shows them.
@@ -143,11 +146,15 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
         reason,
     };
     let config = S3Config::from_json(config).map_err(invalid)?;
+    // One client for every request of this store, the region lookup's too: that then honours
+    // `rootCA` and `doNotVerifyTLS`, and its connection (TLS session included) serves the first
+    // read instead of being thrown away.
+    let http = http_client(&config).map_err(invalid)?;
     let region = match config.region.as_str() {
-        "" => detect_region(&config.endpoint_url(), &config.bucket),
+        "" => detect_region(&http, &config),
         region => region.to_string(),
     };
-    let operator = build_operator(&config, &region).map_err(invalid)?;
+    let operator = build_operator(&config, &region, http.clone()).map_err(invalid)?;
     let storage = ObjectStorage::new(
         operator,
         &config.prefix,
@@ -156,7 +163,7 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
     );
     if let Some(at) = config.point_in_time {
         let view = PointInTimeStorage::new(storage, at);
-        let versioning = bucket_versioning(&config, &region)?;
+        let versioning = bucket_versioning(&config, &region, http)?;
         view.require_versioned_bucket(&config.bucket, &versioning)?;
         // Read-only whatever the connection asks, as Kopia wraps the view in its read-only
         // storage (repo/blob/readonly): the past cannot be written.
@@ -172,6 +179,7 @@ pub fn open(config: &serde_json::Value, access: Access) -> Result<Storage> {
 fn build_operator(
     config: &S3Config,
     region: &str,
+    http: reqwest::Client,
 ) -> std::result::Result<opendal::Operator, String> {
     let endpoint = config.endpoint_url();
     let mut builder = opendal::services::S3::default()
@@ -205,15 +213,17 @@ fn build_operator(
             builder = builder.assume_role_duration_seconds(seconds);
         }
     }
-    let client = http_client(config)?;
-    operator(builder, Some(client)).map_err(|e| e.to_string())
+    operator(builder, Some(http)).map_err(|e| e.to_string())
 }
 
 /// The HTTP client with Kopia's TLS choices: no verification at all (`doNotVerifyTLS`), or
 /// only the configured root CA (`rootCA`), or the system's roots.
-pub(super) fn http_client(config: &S3Config) -> std::result::Result<reqwest::Client, String> {
+fn http_client(config: &S3Config) -> std::result::Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
-    if config.do_not_verify_tls {
+    if config.do_not_use_tls {
+        // Plain HTTP never verifies a certificate: no need to load the system's roots.
+        builder = builder.tls_certs_only([]);
+    } else if config.do_not_verify_tls {
         builder = builder.tls_danger_accept_invalid_certs(true);
     } else if !config.root_ca.is_empty() {
         let certificates = reqwest::Certificate::from_pem_bundle(&config.root_ca)
@@ -227,12 +237,52 @@ pub(super) fn http_client(config: &S3Config) -> std::result::Result<reqwest::Cli
     builder.build().map_err(|e| e.to_string())
 }
 
-/// The bucket's region as S3 tells it (AWS needs the right one in every signature); other
-/// servers accept Kopia's default.
-fn detect_region(endpoint: &str, bucket: &str) -> String {
-    let (endpoint, bucket) = (endpoint.to_string(), bucket.to_string());
-    super::block_on(async move { opendal::services::S3::detect_region(&endpoint, &bucket).await })
-        .unwrap_or_else(|| FALLBACK_REGION.to_string())
+/// The bucket's region (AWS needs the right one in every signature), as OpenDAL's
+/// `S3::detect_region` finds it but over this store's own client, so that `rootCA` and
+/// `doNotVerifyTLS` hold for it too: known endpoints name it (R2, `s3.<region>.amazonaws.com`,
+/// Alibaba OSS), else a HEAD of the bucket answers `x-amz-bucket-region` whatever its status.
+/// Other servers accept Kopia's default.
+fn detect_region(http: &reqwest::Client, config: &S3Config) -> String {
+    let endpoint = config.endpoint_url();
+    if let Some(region) = region_of_endpoint(&endpoint) {
+        return region;
+    }
+    let url = format!("{}/{}", endpoint.trim_end_matches('/'), config.bucket);
+    let request = http.head(url).timeout(REGION_LOOKUP_TIMEOUT);
+    let answer = super::block_on(async move { request.send().await });
+    let header = |answer: &reqwest::Response| {
+        let region = answer.headers().get("x-amz-bucket-region")?.to_str().ok()?;
+        Some(region.to_string())
+    };
+    match answer {
+        Ok(answer) => header(&answer),
+        Err(error) => {
+            tracing::debug!(storage = %config.describe(), %error, "bucket region lookup failed");
+            None
+        }
+    }
+    .unwrap_or_else(|| FALLBACK_REGION.to_string())
+}
+
+/// The region an endpoint URL names by itself, if any.
+fn region_of_endpoint(endpoint: &str) -> Option<String> {
+    let endpoint = endpoint.trim_end_matches('/');
+    if endpoint.ends_with("r2.cloudflarestorage.com") {
+        return Some("auto".to_string());
+    }
+    let host = endpoint.strip_prefix("https://")?;
+    if host == "s3.amazonaws.com" {
+        return Some(FALLBACK_REGION.to_string());
+    }
+    if let Some(region) = host
+        .strip_prefix("s3.")
+        .and_then(|v| v.strip_suffix(".amazonaws.com"))
+    {
+        return Some(region.to_string());
+    }
+    host.strip_suffix("-internal.aliyuncs.com")
+        .or_else(|| host.strip_suffix(".aliyuncs.com"))
+        .map(str::to_string)
 }
 
 /// Seconds of a Go duration in Kopia's JSON: a string like "1h30m0s" or nanoseconds.
@@ -368,5 +418,34 @@ mod tests {
             "region": "us-east-1", "rootCA": base64::engine::general_purpose::STANDARD.encode("junk")});
         let err = open(&bad_ca, Access::ReadOnly).unwrap_err();
         assert!(err.to_string().contains("rootCA"), "{err}");
+    }
+
+    #[test]
+    fn endpoints_that_name_their_region() {
+        let cases = [
+            ("https://s3.amazonaws.com", Some("us-east-1")),
+            (
+                "https://s3.eu-central-1.amazonaws.com/",
+                Some("eu-central-1"),
+            ),
+            ("https://acct.r2.cloudflarestorage.com", Some("auto")),
+            (
+                "https://oss-cn-hangzhou-internal.aliyuncs.com",
+                Some("oss-cn-hangzhou"),
+            ),
+            (
+                "https://oss-ap-southeast-1.aliyuncs.com",
+                Some("oss-ap-southeast-1"),
+            ),
+            ("https://s3.us-west-004.backblazeb2.com", None),
+            ("http://127.0.0.1:9000", None),
+        ];
+        for (endpoint, region) in cases {
+            assert_eq!(
+                region_of_endpoint(endpoint).as_deref(),
+                region,
+                "{endpoint}"
+            );
+        }
     }
 }

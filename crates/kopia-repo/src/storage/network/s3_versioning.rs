@@ -15,7 +15,7 @@ use reqsign_core::{Context, OsEnv, ProvideCredentialChain, Signer};
 
 use super::block_on;
 use super::reqsign_http::ReqwestSend;
-use super::s3::{http_client, S3Config};
+use super::s3::S3Config;
 use crate::error::{Error, Result};
 
 /// A bucket's versioning as GetBucketVersioning tells it.
@@ -119,13 +119,16 @@ fn signer(config: &S3Config, region: &str, http: reqwest::Client) -> Signer<Cred
 
 /// The bucket's versioning, asked of the server once (no retries: a refusal names the bucket
 /// and the caller reports it).
-pub(super) fn bucket_versioning(config: &S3Config, region: &str) -> Result<Versioning> {
+pub(super) fn bucket_versioning(
+    config: &S3Config,
+    region: &str,
+    http: reqwest::Client,
+) -> Result<Versioning> {
     let failed = |reason: String| Error::StorageRequest {
         storage: config.describe(),
         operation: "get bucket versioning".to_string(),
         reason,
     };
-    let http = http_client(config).map_err(failed)?;
     let signer = signer(config, region, http.clone());
     let url = versioning_url(config);
     let answer = block_on(async move {
