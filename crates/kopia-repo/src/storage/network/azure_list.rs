@@ -197,16 +197,8 @@ pub fn parse_page(xml: &str) -> std::result::Result<Page, String> {
 
 /// Percent-encoding of a query value or object name: all but unreserved characters and `/`
 /// (as OpenDAL encodes paths, so the Shared Key canonical resource is the one Azure derives).
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+fn encode(text: &str) -> String {
+    super::percent_encode(text, b"/")
 }
 
 fn http_client() -> std::result::Result<reqwest::Client, String> {

@@ -115,15 +115,7 @@ impl Failure {
 
 /// The JSON API's percent-encoding of an object name or query value: all but unreserved.
 pub(super) fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    super::percent_encode(text, b"")
 }
 
 /// One bucket through the JSON API at `api` (Google's, or an emulator's).

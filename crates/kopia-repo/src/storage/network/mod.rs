@@ -147,6 +147,20 @@ pub(crate) fn listed_blob(id: &str, metadata: &opendal::Metadata) -> BlobMetadat
     }
 }
 
+/// Percent-encoding of a URL path segment or query value: every byte but RFC 3986's unreserved
+/// characters and those in `keep` becomes `%XX`.
+pub(crate) fn percent_encode(text: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || keep.contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// An error's message with its causes after it: reqwest keeps them out of its own message, and
 /// "error sending request" alone says nothing.
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
