@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::client::Password;
 use crate::crypto::kdf;
@@ -42,13 +43,18 @@ impl KeySalt {
     }
 }
 
-/// A derived format key and how long the derivation took.
-pub(crate) type Derived = Result<([u8; 32], Duration)>;
+/// A derived format key (wiped on drop, also when a derivation for a changed salt is thrown
+/// away) and how long the derivation took.
+pub(crate) type Derived = Result<(Zeroizing<[u8; 32]>, Duration)>;
 
 /// Derives the format key for `salt` on the calling thread.
 fn derive(salt: &KeySalt, password: &str) -> Derived {
     let started = Instant::now();
-    let key = kdf::derive_format_key(&salt.key_algo, password, &salt.unique_id)?;
+    let key = Zeroizing::new(kdf::derive_format_key(
+        &salt.key_algo,
+        password,
+        &salt.unique_id,
+    )?);
     Ok((key, started.elapsed()))
 }
 
@@ -105,7 +111,13 @@ impl SaltMemory {
     fn write(&self, salt: &KeySalt) -> std::io::Result<()> {
         let dir = self.file.parent().expect("the file is inside key-salts");
         create_private_dir(dir)?;
-        let temporary = dir.join(format!(".tmp-{}", std::process::id()));
+        // Named after the target too: two configs remembered at once never share a temporary.
+        let name = self.file.file_name().expect("the file has a name");
+        let temporary = dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            name.to_string_lossy()
+        ));
         let _ = fs::remove_file(&temporary);
         let mut file = create_private_file(&temporary)?;
         file.write_all(&serde_json::to_vec(salt)?)?;
@@ -160,7 +172,7 @@ mod tests {
         memory.remember(&format_blob(1));
         let (key, _) = derive_for(&format_blob(1), "pw").unwrap();
         let early = memory.start(&password).unwrap();
-        assert_eq!(early.key_for(&format_blob(1)).unwrap().unwrap().0, key);
+        assert_eq!(*early.key_for(&format_blob(1)).unwrap().unwrap().0, *key);
         let early = memory.start(&password).unwrap();
         assert!(early.key_for(&format_blob(2)).is_none());
 

@@ -214,7 +214,6 @@ impl Repository {
             (derived, started_early, listing)
         });
         let (format_key, key_derivation) = derived?;
-        let format_key = Zeroizing::new(format_key);
 
         let config = format_blob.decrypt_config(&format_key[..])?;
         let mut repository = Repository::from_parts(
