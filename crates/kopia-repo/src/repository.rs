@@ -250,17 +250,24 @@ impl Repository {
     }
 
     fn open_client_config(config_path: &Path, cached: bool) -> Result<(Self, ClientConfig)> {
-        Repository::open_client_config_in(config_path, cached, blob_cache::default_root())
+        let client_config = client::load(config_path)?;
+        // Local disk is as fast as a cache would be, and reads the format blob in microseconds:
+        // the blob cache and the remembered key salts are for network storage.
+        let cache_root = match client_config.storage.kind {
+            StorageKind::Filesystem => None,
+            _ => blob_cache::default_root(),
+        };
+        Repository::open_loaded_config(config_path, client_config, cached, cache_root)
     }
 
-    /// [`Self::open_client_config`] with the blob cache and the remembered key salts under
-    /// `cache_root` (none: neither).
-    fn open_client_config_in(
+    /// Opens what the loaded `client_config` (read from `config_path`) points at, with the
+    /// remembered key salts (and, when `cached`, the blob cache) under `cache_root`.
+    fn open_loaded_config(
         config_path: &Path,
+        client_config: ClientConfig,
         cached: bool,
         cache_root: Option<PathBuf>,
     ) -> Result<(Self, ClientConfig)> {
-        let client_config = client::load(config_path)?;
         let password = client::resolve_password(config_path)?;
         // The key derivation starts before the storage is even opened, from the salt the last
         // open of this config saw; opening the storage and reading the format blob run beside it.
@@ -273,11 +280,8 @@ impl Repository {
         if let Some(salts) = &salts {
             salts.remember(&repository.format_blob);
         }
-        // Local disk is as fast as a cache would be; network storage is not.
-        if cached && client_config.storage.kind != StorageKind::Filesystem {
-            if let Some(root) = &cache_root {
-                repository = repository.with_blob_cache(root, blob_cache::DEFAULT_CAPACITY);
-            }
+        if let (true, Some(root)) = (cached, &cache_root) {
+            repository = repository.with_blob_cache(root, blob_cache::DEFAULT_CAPACITY);
         }
         if let Some(reason) = client_config.read_only_reason() {
             repository.read_only_config = Some((config_path.to_path_buf(), reason));
@@ -571,7 +575,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = tempfile::tempdir().unwrap();
         let config = connected(dir.path(), "pw");
-        let open = || Repository::open_client_config_in(&config, true, Some(cache.path().into()));
+        // A filesystem config, opened as a network one is: with a cache root.
+        let open = || {
+            let loaded = client::load(&config).unwrap();
+            Repository::open_loaded_config(&config, loaded, false, Some(cache.path().into()))
+        };
         let early = |repository: &Repository| repository.timings().key_started_early;
 
         let (first, _) = open().unwrap();
@@ -613,7 +621,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(open(), Err(Error::InvalidPassword)));
-        let forgetful = Repository::open_client_config_in(&config, true, None);
+        let forgetful = Repository::open_client_config(&config, true);
         assert!(matches!(forgetful, Err(Error::InvalidPassword)));
     }
 
