@@ -10,7 +10,6 @@
 //! under the blob cache's root, named by SHA-256 of the config path.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ use zeroize::Zeroizing;
 use crate::client::Password;
 use crate::crypto::kdf;
 use crate::format::FormatBlob;
-use crate::storage::blob_cache::{create_private_dir, create_private_file};
+use crate::storage::blob_cache::{create_private_dir, replace_private_file};
 use crate::Result;
 
 /// What a key derivation needs of the format blob.
@@ -47,24 +46,20 @@ impl KeySalt {
 /// away) and how long the derivation took.
 pub(crate) type Derived = Result<(Zeroizing<[u8; 32]>, Duration)>;
 
-/// Derives the format key for `salt` on the calling thread.
-fn derive(salt: &KeySalt, password: &str) -> Derived {
+/// Runs a key derivation, timing it.
+fn timed(derive: impl FnOnce() -> Result<[u8; 32]>) -> Derived {
     let started = Instant::now();
-    let key = Zeroizing::new(kdf::derive_format_key(
-        &salt.key_algo,
-        password,
-        &salt.unique_id,
-    )?);
+    let key = Zeroizing::new(derive()?);
     Ok((key, started.elapsed()))
 }
 
 /// Derives the key of `format_blob` now.
 pub(crate) fn derive_for(format_blob: &FormatBlob, password: &str) -> Derived {
-    derive(&KeySalt::of(format_blob), password)
+    timed(|| format_blob.derive_format_key(password))
 }
 
 /// Where the salts of the client configs opened before are remembered.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct SaltMemory {
     file: PathBuf,
 }
@@ -87,19 +82,24 @@ impl SaltMemory {
         let thread_salt = salt.clone();
         let handle = std::thread::Builder::new()
             .name("kopia-key".into())
-            .spawn(move || derive(&thread_salt, password.expose()))
+            .spawn(move || {
+                timed(|| {
+                    kdf::derive_format_key(
+                        &thread_salt.key_algo,
+                        password.expose(),
+                        &thread_salt.unique_id,
+                    )
+                })
+            })
             .ok()?;
         Some(EarlyKey { salt, handle })
     }
 
-    /// Remembers `format_blob`'s salt unless that is what is remembered already. Failing to is
-    /// no error: the next open derives after reading the format blob, as without memory.
+    /// Remembers `format_blob`'s salt (the caller knows it is not what is remembered: the
+    /// early key was not for it). Failing to is no error: the next open derives after reading
+    /// the format blob, as without memory.
     pub(crate) fn remember(&self, format_blob: &FormatBlob) {
-        let salt = KeySalt::of(format_blob);
-        if self.read().as_ref() == Some(&salt) {
-            return;
-        }
-        if let Err(error) = self.write(&salt) {
+        if let Err(error) = self.write(&KeySalt::of(format_blob)) {
             tracing::debug!(file = %self.file.display(), %error, "cannot remember the key salt");
         }
     }
@@ -118,11 +118,7 @@ impl SaltMemory {
             std::process::id(),
             name.to_string_lossy()
         ));
-        let _ = fs::remove_file(&temporary);
-        let mut file = create_private_file(&temporary)?;
-        file.write_all(&serde_json::to_vec(salt)?)?;
-        file.sync_all()?;
-        fs::rename(&temporary, &self.file)
+        replace_private_file(&temporary, &self.file, &[&serde_json::to_vec(salt)?])
     }
 }
 

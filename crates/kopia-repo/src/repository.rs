@@ -277,8 +277,11 @@ impl Repository {
         let early = salts.as_ref().and_then(|salts| salts.start(&password));
         let storage = client_config.open_storage()?;
         let mut repository = Repository::open_with_early_key(storage, password.expose(), early)?;
-        if let Some(salts) = &salts {
-            salts.remember(&repository.format_blob);
+        match &salts {
+            Some(salts) if !repository.timings.key_started_early => {
+                salts.remember(&repository.format_blob)
+            }
+            _ => {}
         }
         if let (true, Some(root)) = (cached, &cache_root) {
             repository = repository.with_blob_cache(root, blob_cache::DEFAULT_CAPACITY);

@@ -233,16 +233,7 @@ impl BlobCache {
             std::process::id(),
             self.temp_counter.fetch_add(1, Ordering::Relaxed)
         ));
-        let written = (|| {
-            let mut file = create_private_file(&temp)?;
-            file.write_all(data)?;
-            file.write_all(&trailer(data))?;
-            fs::rename(&temp, path)
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written
+        replace_private_file(&temp, path, &[data, &trailer(data)])
     }
 
     /// The entries in the directory; stale temporary files are removed on the way.
@@ -409,7 +400,23 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-pub(crate) fn create_private_file(path: &Path) -> io::Result<File> {
+/// Writes `parts` to the new private file `temp`, then renames it over `path`: readers see the
+/// old file or the whole new one. A failed write leaves no temporary behind.
+pub(crate) fn replace_private_file(temp: &Path, path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let written = (|| {
+        let mut file = create_private_file(temp)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
+        fs::rename(temp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(temp);
+    }
+    written
+}
+
+fn create_private_file(path: &Path) -> io::Result<File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
